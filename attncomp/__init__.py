@@ -1,0 +1,21 @@
+"""attncomp: a declarative attention compiler and simulator.
+
+Describe an attention variant as FlexAttention-style mask and score functions or as an
+einsum cascade; attncomp verifies it, analyzes its block sparsity, lowers it to Triton or
+FlexAttention, and predicts its speed on GPU models.
+"""
+
+from .backends import compile
+from .errors import AttncompError
+from .ir import Program, attention, cascade, param, tensor
+
+__all__ = ["AttncompError", "Program", "attention", "cascade", "compile", "param", "tensor", "variants"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "variants":  # imported lazily: the library builds Programs at import
+        import importlib
+
+        return importlib.import_module(".variants", __name__)
+    raise AttributeError(name)

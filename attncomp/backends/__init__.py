@@ -1,0 +1,29 @@
+"""Backends: each turns a Program into a kernel callable ``kernel(*inputs, **tensors)``.
+
+- ``reference``: dense torch evaluation of any Program (the oracle).
+"""
+
+from __future__ import annotations
+
+from ..errors import AttncompError, located, user_location
+from ..ir.program import Program
+from .reference import ReferenceKernel
+
+BACKENDS = {"reference": ReferenceKernel}
+
+
+def compile(spec: Program, backend: str = "reference", **options):
+    """Compile ``spec`` for ``backend``; the kernel is called as ``kernel(q, k, v, **tensors)``.
+
+    >>> import attncomp as ac
+    >>> ac.compile(ac.attention(), backend="reference")
+    ReferenceKernel(attention)
+    """
+    if not isinstance(spec, Program):
+        raise AttncompError(located(
+            f"ac.compile expects a Program (from ac.attention, ac.cascade or attncomp.variants), "
+            f"got {type(spec).__name__}", user_location()))
+    if backend not in BACKENDS:
+        raise AttncompError(located(f"{spec.name}: unknown backend {backend!r}; available: {', '.join(BACKENDS)}",
+                                    user_location()))
+    return BACKENDS[backend](spec, **options)

@@ -1,0 +1,184 @@
+"""The reference backend: dense torch evaluation of any Program. The oracle.
+
+Each equation is evaluated as an einsum over its top-level product's factors (each
+factor evaluated elementwise on its own letters), so ``Q * K`` is a matmul, not a
+``[b,h,m,n,d]`` broadcast. Mask semantics (see :mod:`attncomp.ir.program`): factors and
+results that carry both ``m`` and ``n`` are zeroed at masked-out pairs, and reductions
+over ``n`` skip them, so a row with no pair left gives 0.
+
+Queries are processed in chunks of rows when no equation sums over ``m`` (true of every
+attention variant), which bounds memory by ``rows x kv_len`` per intermediate: 32K-token
+problems fit in a few GiB. Float64 inputs are evaluated in float64; others in float32,
+with the output cast back to the inputs' dtype.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+
+from ..errors import CascadeError, located
+from ..ir import expr as E
+from ..ir.evaluate import Env, Value, align, apply_mask, evaluate, union
+from ..ir.program import Eqn, Program
+from .binding import Bound, bind
+
+DEFAULT_BUDGET = 1 << 25  # elements per intermediate per chunk (256 MiB in float64)
+
+
+def factors(expr: E.Expr) -> list[E.Expr]:
+    """The operands of the top-level product ``a * b * c`` (one factor if not a product)."""
+    if expr.op == "mul":
+        return factors(expr.src[0]) + factors(expr.src[1])
+    return [expr]
+
+
+def _row_cost(program: Program, sizes: dict[str, int]) -> int:
+    """Elements per query row of the largest intermediate that has a query dimension."""
+    def cost(letters) -> int:
+        out = 1
+        for x in letters:
+            out *= sizes[x] if x != "m" else 1
+        return out
+
+    worst = 1
+    for eqn in program.eqns:
+        for f in factors(eqn.rhs):
+            for node in E.walk(f):
+                letters = E.letters_of(node) | ({node.arg} if node.op in E.REDUCTIONS else set())
+                if "m" in letters:
+                    worst = max(worst, cost(letters))
+        worst = max(worst, cost(eqn.letters))
+    return worst
+
+
+def chunkable(program: Program) -> bool:
+    """True if rows (``m``) can be evaluated independently: no equation sums or reduces
+    over ``m``, and every tensor keeps ``m`` in the same position wherever it is read."""
+    defined = program.defined_letters()
+    for eqn in program.eqns:
+        if "m" in E.letters_of(eqn.rhs) and "m" not in eqn.letters:
+            return False
+        for node in E.walk(eqn.rhs):
+            if node.op in E.REDUCTIONS and node.arg == "m":
+                return False
+            if node.op == "ref":
+                used = tuple(s.arg for s in node.src)
+                if any((u == "m") != (d == "m") for u, d in zip(used, defined[node.arg])):
+                    return False
+    return True
+
+
+def _einsum(values: list[Value], out_letters: tuple[str, ...], dtype: torch.dtype) -> torch.Tensor:
+    scalar = None
+    operands, subs = [], []
+    chars = {}
+    for v in values:
+        t = v.t if v.t.dtype == dtype else v.t.to(dtype)
+        if not v.letters:
+            scalar = t if scalar is None else scalar * t
+            continue
+        operands.append(t)
+        subs.append("".join(chars.setdefault(x, string.ascii_letters[len(chars)]) for x in v.letters))
+    if not operands:
+        return scalar
+    out = torch.einsum(",".join(subs) + "->" + "".join(chars[x] for x in out_letters), *operands)
+    return out * scalar if scalar is not None else out
+
+
+def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:
+    """Evaluate one equation; the result's dimensions follow ``eqn.letters``."""
+    values = []
+    for f in factors(eqn.rhs):
+        v = apply_mask(evaluate(f, env), env, 0.0)
+        extra = set(v.letters) - set(E.letters_of(f)) - set(eqn.letters)
+        if extra:
+            raise CascadeError(located(
+                f"{program.name}: the mask depends on {', '.join(sorted(extra))}, but `{eqn}` has no such index",
+                program.source))
+        values.append(v)
+    out = Value(_einsum(values, eqn.letters, env.float_dtype), eqn.letters)
+    if {"m", "n"} <= set(eqn.letters):
+        canon = tuple(x for x in env.order if x in eqn.letters)
+        masked = apply_mask(Value(out.t.permute([eqn.letters.index(x) for x in canon]), canon), env, 0.0)
+        if masked.letters != canon:
+            raise CascadeError(located(
+                f"{program.name}: the mask depends on an index that {eqn.name}[{','.join(eqn.letters)}] lacks",
+                program.source))
+        out = Value(masked.t.permute([canon.index(x) for x in eqn.letters]), eqn.letters)
+    return out.t
+
+
+def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.Tensor:
+    """Evaluate ``program`` on bound tensors; returns the last equation's tensor."""
+    inputs = bound.inputs
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in inputs.values()) else torch.float32
+    out_dtype = next(iter(inputs.values())).dtype
+    device = bound.device
+    full: dict[str, torch.Tensor] = {}
+    for decl in program.inputs:
+        t = inputs[decl.name].to(dtype)
+        if bound.groups[decl.name] > 1:  # grouped-query attention: share each K/V head
+            t = t.repeat_interleave(bound.groups[decl.name], dim=decl.letters.index("h"))
+        full[decl.name] = t
+    sizes = bound.sizes
+    rows = sizes.get("m", 1)
+    step = max(1, budget // _row_cost(program, sizes)) if "m" in sizes and chunkable(program) else rows
+    index = {x: torch.arange(sizes[x], device=device) for x in bound.order}
+    m_free = {e.name for e in program.eqns if "m" not in E.letters_of(e.rhs)}
+    cache: dict[str, torch.Tensor] = {}
+    pieces = []
+    for m0 in range(0, rows, step):
+        m1 = min(rows, m0 + step)
+        env = Env(order=bound.order, index=dict(index), tensors=bound.tensors, params=bound.params,
+                  float_dtype=dtype, variant=program.name, where=program.source)
+        if "m" in sizes:
+            env.index["m"] = index["m"][m0:m1]
+        for decl in program.inputs:
+            t = full[decl.name]
+            if "m" in decl.letters and step < rows:
+                t = t.narrow(decl.letters.index("m"), m0, m1 - m0)
+            env.refs[decl.name] = Value(t, decl.letters)
+        if program.mask is not None:
+            mv = evaluate(program.mask, env)
+            env.mask = Value(mv.t.to(torch.bool), mv.letters)
+        for eqn in program.eqns:
+            if eqn.name in cache:
+                t = cache[eqn.name]
+            else:
+                t = eval_eqn(program, eqn, env)
+                if eqn.name in m_free:
+                    cache[eqn.name] = t
+            env.refs[eqn.name] = Value(t, eqn.letters)
+        pieces.append(env.refs[program.output].t)
+    out_letters = program.eqns[-1].letters
+    out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=out_letters.index("m"))
+    return out.to(out_dtype) if out_dtype != dtype and out_dtype.is_floating_point else out
+
+
+class ReferenceKernel:
+    """Dense evaluation of a Program; call as ``kernel(q, k, v, **tensors)``.
+
+    >>> import torch, attncomp as ac
+    >>> kernel = ac.compile(ac.attention(mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx), backend="reference")
+    >>> q = k = v = torch.randn(1, 2, 5, 8, dtype=torch.float64)
+    >>> out = kernel(q, k, v)
+    >>> out.shape, bool(torch.allclose(out[:, :, 0], v[:, :, 0]))
+    (torch.Size([1, 2, 5, 8]), True)
+    """
+
+    backend = "reference"
+    source = None
+
+    def __init__(self, program: Program, budget: int = DEFAULT_BUDGET):
+        self.program = program
+        self.budget = budget
+
+    def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
+        bound = bind(self.program, args, tensors)
+        with torch.no_grad():
+            return run(self.program, bound, self.budget)
+
+    def __repr__(self) -> str:
+        return f"ReferenceKernel({self.program.name})"

@@ -1,0 +1,220 @@
+"""The executable meaning of every Expr op, as torch on index grids.
+
+A value is a tensor together with the index letters its dimensions stand for, always in
+one canonical letter order, so two values broadcast by inserting size-1 dimensions. Index
+letters take the integer values given in ``Env.index`` (a range of query rows, the
+corners of tiles, ...), so the same evaluator serves the dense reference backend and the
+brute-force check of tiles the sparsity analysis cannot decide.
+
+Semantics are Python's: ``//`` and ``%`` floor, bools count as 0/1 in arithmetic, ``/``
+is true division. Float math that feeds an integer (``int(...)``) is evaluated in
+float32, as kernels do, so every backend computes the same integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import AttncompError, located
+from . import expr as E
+
+
+class Value(NamedTuple):
+    t: torch.Tensor
+    letters: tuple[str, ...]
+
+
+@dataclass
+class Env:
+    """What an evaluation needs: letter order and values, runtime tensors, params, cascade
+    tensors (``refs``: tensor + the letters of its dimensions) and the evaluated mask."""
+
+    order: tuple[str, ...]
+    index: dict[str, torch.Tensor]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    params: dict[str, int | float] = field(default_factory=dict)
+    refs: dict[str, Value] = field(default_factory=dict)
+    mask: Value | None = None
+    float_dtype: torch.dtype = torch.float64
+    variant: str = "program"
+    where: object = None
+
+
+def align(v: Value, letters: tuple[str, ...]) -> torch.Tensor:
+    """``v``'s tensor viewed with a (possibly size-1) dimension for each of ``letters``."""
+    if v.letters == letters:
+        return v.t
+    shape = [v.t.shape[v.letters.index(x)] if x in v.letters else 1 for x in letters]
+    return v.t.reshape(shape)
+
+
+def union(order: tuple[str, ...], *values: Value) -> tuple[str, ...]:
+    present = set().union(*(v.letters for v in values))
+    return tuple(x for x in order if x in present)
+
+
+def apply_mask(v: Value, env: Env, fill: float) -> Value:
+    """Fill the entries of ``v`` at non-existent (masked-out) pairs, if it has m and n."""
+    if env.mask is None or not {"m", "n"} <= set(v.letters):
+        return v
+    letters = union(env.order, v, env.mask)
+    return Value(torch.where(align(env.mask, letters), align(v, letters), fill), letters)
+
+
+def _as(v: torch.Tensor, kind: str, env: Env) -> torch.Tensor:
+    if kind == E.FLOAT:
+        return v if v.dtype == env.float_dtype else v.to(env.float_dtype)
+    if kind == E.INT:
+        return v if v.dtype == torch.int64 else v.to(torch.int64)
+    return v
+
+
+def _div_guard(fn, a, b, env):
+    if not b.is_floating_point() and bool((b == 0).any()):
+        raise AttncompError(located(f"{env.variant}: integer division or modulo by zero", env.where))
+    return fn(a, b)
+
+
+def _int_pow(a, b, env):
+    if not b.is_floating_point() and bool((b < 0).any()):
+        raise AttncompError(located(f"{env.variant}: an integer raised to a negative power; use float(x) ** y", env.where))
+    return torch.pow(a, b)
+
+
+_LOGIC = {"and": (torch.logical_and, torch.bitwise_and), "or": (torch.logical_or, torch.bitwise_or),
+          "xor": (torch.logical_xor, torch.bitwise_xor)}
+_BIN = {
+    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "truediv": torch.true_divide,
+    "minimum": torch.minimum, "maximum": torch.maximum,
+    "lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "eq": torch.eq, "ne": torch.ne,
+    "lshift": torch.bitwise_left_shift, "rshift": torch.bitwise_right_shift,
+}
+_UN = {
+    "neg": torch.neg, "abs": torch.abs, "exp": torch.exp, "exp2": torch.exp2, "log": torch.log,
+    "log2": torch.log2, "sqrt": torch.sqrt, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+    "relu": torch.relu, "elu": F.elu,
+}
+
+
+class _Evaluator:
+    def __init__(self, env: Env):
+        self.env = env
+        self.memo: dict[E.Expr, Value] = {}
+
+    def __call__(self, e: E.Expr) -> Value:
+        if e not in self.memo:
+            self.memo[e] = self.eval(e)
+        return self.memo[e]
+
+    def eval(self, e: E.Expr) -> Value:
+        env, op = self.env, e.op
+        if op == "var":
+            return Value(env.index[e.arg], (e.arg,))
+        if op == "const":
+            dtype = {E.BOOL: torch.bool, E.INT: torch.int64, E.FLOAT: env.float_dtype}[e.dtype]
+            return Value(torch.tensor(e.arg, dtype=dtype), ())
+        if op == "param":
+            value = env.params[e.arg[0]]
+            return Value(torch.tensor(value, dtype=torch.int64 if e.dtype == E.INT else env.float_dtype), ())
+        if op == "load":
+            return self.load(e)
+        if op == "ref":
+            t, _ = env.refs[e.arg]
+            letters = tuple(s.arg for s in e.src)
+            target = tuple(x for x in env.order if x in letters)
+            return Value(t.permute([letters.index(x) for x in target]), target)
+        if op in E.REDUCTIONS:
+            return self.reduction(e)
+        if op == "int" and e.src[0].dtype == E.FLOAT and env.float_dtype != torch.float32:
+            x = _Evaluator(replace(env, float_dtype=torch.float32))(e.src[0])
+            return Value(x.t.to(torch.int64), x.letters)
+        args = [self(s) for s in e.src]
+        letters = union(env.order, *args)
+        if op == "where":
+            c, a, b = (align(v, letters) for v in args)
+            return Value(torch.where(c, _as(a, e.dtype, env), _as(b, e.dtype, env)), letters)
+        if op in E.UNARY:
+            return Value(self.unary(op, e, args[0].t), args[0].letters)
+        a, b = (align(v, letters) for v in args)
+        return Value(self.binary(op, e, a, b), letters)
+
+    def unary(self, op: str, e: E.Expr, x: torch.Tensor) -> torch.Tensor:
+        src = e.src[0].dtype
+        if op == "invert":
+            return torch.logical_not(x) if src == E.BOOL else torch.bitwise_not(x)
+        if op == "float":
+            return x.to(self.env.float_dtype)
+        if op == "int":
+            return x.to(torch.int64)
+        if op in ("floor", "ceil"):
+            return getattr(torch, op)(x) if src == E.FLOAT else _as(x, E.INT, self.env)
+        return _UN[op](_as(x, e.dtype, self.env))
+
+    def binary(self, op: str, e: E.Expr, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        env = self.env
+        if op in _LOGIC:
+            logical, bitwise = _LOGIC[op]
+            return logical(a, b) if e.dtype == E.BOOL else bitwise(_as(a, E.INT, env), _as(b, E.INT, env))
+        kind = e.dtype if op not in E.COMPARE else E.promote(e.src[0].dtype, e.src[1].dtype, E.INT)
+        a, b = _as(a, kind, env), _as(b, kind, env)
+        if op == "floordiv":
+            return _div_guard(lambda x, y: torch.div(x, y, rounding_mode="floor"), a, b, env)
+        if op == "mod":
+            return _div_guard(torch.remainder, a, b, env)
+        if op == "pow":
+            return _int_pow(a, b, env)
+        return _BIN[op](a, b)
+
+    def load(self, e: E.Expr) -> Value:
+        env, decl = self.env, e.arg
+        t = env.tensors[decl.name]
+        idx = [self(s) for s in e.src]
+        letters = union(env.order, *idx)
+        aligned = []
+        for pos, (v, sub) in enumerate(zip(idx, e.src)):
+            ix = align(v, letters)
+            lo, hi = (int(ix.min()), int(ix.max())) if ix.numel() else (0, 0)
+            if lo < 0 or hi >= t.shape[pos]:
+                raise AttncompError(located(
+                    f"{env.variant}: index {pos} of {decl.name} is `{sub}`, which takes values {lo}..{hi}, "
+                    f"outside 0..{t.shape[pos] - 1} (shape {tuple(t.shape)}); clamp it or make the tensor larger",
+                    env.where))
+            aligned.append(ix)
+        out = t[tuple(aligned)] if aligned else t
+        return Value(_as(out, decl.kind, env), letters)
+
+    def reduction(self, e: E.Expr) -> Value:
+        env, letter = self.env, e.arg
+        x = self(e.src[0])
+        x = Value(_as(x.t, E.FLOAT, env), x.letters)
+        fill = 0.0 if e.op == "reduce_sum" else float("-inf")
+        x = apply_mask(x, env, fill)
+        dim = x.letters.index(letter)
+        if e.op == "reduce_sum":
+            return Value(x.t.sum(dim), tuple(l for l in x.letters if l != letter))
+        top = x.t.amax(dim, keepdim=True)
+        if e.op == "reduce_max":
+            return Value(top.squeeze(dim), tuple(l for l in x.letters if l != letter))
+        # Safe softmax: a row whose entries are all -inf (or masked out) gives zeros, not NaN.
+        top = torch.where(torch.isneginf(top), torch.zeros_like(top), top)
+        p = torch.exp(x.t - top)
+        total = p.sum(dim, keepdim=True)
+        return Value(p / torch.where(total == 0, torch.ones_like(total), total), x.letters)
+
+
+def evaluate(expr: E.Expr, env: Env) -> Value:
+    """Evaluate ``expr`` over the index grid of ``env``.
+
+    >>> import torch
+    >>> from attncomp.ir.expr import var, const, binary
+    >>> env = Env(order=("m", "n"), index={"m": torch.arange(3), "n": torch.arange(3)})
+    >>> evaluate(binary("ge", var("m"), var("n")), env).t.int().tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    >>> evaluate(binary("floordiv", const(-7), const(2)), env).t.item()
+    -4
+    """
+    return _Evaluator(env)(expr)

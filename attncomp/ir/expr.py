@@ -1,0 +1,303 @@
+"""Index and score expressions: immutable ``Expr`` nodes and their type rules.
+
+An ``Expr`` is ``(op, src, arg, dtype)``. Masks are boolean expressions over the index
+letters ``b, h, m, n`` (batch, head, query index, key index; FlexAttention's ``q_idx`` is
+``m`` and ``kv_idx`` is ``n``); score mods are float expressions that also read
+``score``; cascade right-hand sides add references to big tensors (``ref``) and
+reductions over a letter (``softmax[n]``, ``max[n]``, ``sum[n]``).
+
+Arithmetic follows Python, not C: ``//`` and ``%`` floor (``-7 // 2 == -4``,
+``-7 % 2 == 1``), bools are the integers 0 and 1 in arithmetic, ``/`` always gives a
+float. Backends must reproduce these meanings exactly (Triton's ``//`` truncates).
+
+Behaviour per op (evaluation, code generation, cost) lives in rule tables in the layer
+that needs it; this module only knows each op's arity and result type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ..errors import TraceError, located, user_location
+
+BOOL, INT, FLOAT = "bool", "int", "float"
+_RANK = {BOOL: 0, INT: 1, FLOAT: 2}
+
+# The letters a mask may read, and the names FlexAttention users know them by.
+MASK_LETTERS = ("b", "h", "m", "n")
+FLEX_NAMES = {"b": "b", "h": "h", "m": "q_idx", "n": "kv_idx"}
+
+ARITH = {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "minimum", "maximum"}
+COMPARE = {"lt", "le", "gt", "ge", "eq", "ne"}
+LOGIC = {"and", "or", "xor"}  # logical on bools, bitwise on ints
+SHIFT = {"lshift", "rshift"}
+BINARY = ARITH | COMPARE | LOGIC | SHIFT
+# Unary ops that keep an integer an integer (neg, abs) or flip bits (invert).
+INT_UNARY = {"neg", "abs", "invert"}
+FLOAT_UNARY = {"exp", "exp2", "log", "log2", "sqrt", "tanh", "sigmoid", "relu", "elu", "floor", "ceil"}
+CASTS = {"float", "int"}  # int() truncates toward zero, like Python int() and torch .long()
+UNARY = INT_UNARY | FLOAT_UNARY | CASTS
+REDUCTIONS = {"softmax", "reduce_max", "reduce_sum"}
+LEAVES = {"var", "const", "param", "load", "ref"}
+
+TENSOR_DTYPES = {
+    "bool": BOOL,
+    "int8": INT, "int16": INT, "int32": INT, "int64": INT, "uint8": INT,
+    "float16": FLOAT, "bfloat16": FLOAT, "float32": FLOAT, "float64": FLOAT,
+}
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    """A named runtime tensor read by masks and score mods, e.g. ``doc[B, L]: int32``.
+
+    ``dims`` holds symbolic names (``"B"`` is the batch size, ``"H"`` the number of query
+    heads; other names must agree across tensors) or fixed integers.
+    """
+
+    name: str
+    dims: tuple[str | int, ...]
+    dtype: str
+
+    @property
+    def kind(self) -> str:
+        return TENSOR_DTYPES[self.dtype]
+
+    def __str__(self) -> str:
+        return f"{self.name}[{', '.join(str(d) for d in self.dims)}]: {self.dtype}"
+
+
+@dataclass(frozen=True, eq=True)
+class Expr:
+    """One immutable expression node. Build them with the constructors below."""
+
+    op: str
+    src: tuple["Expr", ...] = ()
+    arg: Any = None
+    dtype: str = INT
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.op, self.src, _hashable(self.arg), self.dtype)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Expr) or self._hash != other._hash:
+            return False
+        return (self.op, self.dtype, self.src) == (other.op, other.dtype, other.src) and _same(self.arg, other.arg)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        from .printer import format_expr
+
+        return format_expr(self)
+
+
+def _hashable(arg: Any) -> Any:
+    # -0.0 == 0.0 in Python but prints differently; keep them apart. NaN is rejected at const().
+    if isinstance(arg, float):
+        return (float, repr(arg))
+    return arg
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return type(a) is type(b) and repr(a) == repr(b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+# --- leaves -----------------------------------------------------------------------------
+
+
+def var(name: str) -> Expr:
+    """An index letter (``b``, ``h``, ``m``, ``n``, ``d`` ...) or the ``score`` of a score mod."""
+    return Expr("var", (), name, FLOAT if name == "score" else INT)
+
+
+def const(value: Any) -> Expr:
+    if isinstance(value, bool):
+        return Expr("const", (), value, BOOL)
+    if isinstance(value, int):
+        return Expr("const", (), int(value), INT)
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise TraceError(located("NaN is not a valid constant in a mask or score mod", user_location()))
+        return Expr("const", (), value, FLOAT)
+    raise TraceError(located(f"cannot use {type(value).__name__} {value!r} in an attention expression", user_location()))
+
+
+def param(name: str, value: int | float | None) -> Expr:
+    """A named scalar parameter with its value (``window = 1024``); ``scale=None`` means 1/sqrt(d)."""
+    if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
+        raise TraceError(located(f"parameter {name!r} must be an int or float, got {value!r}", user_location()))
+    dtype = INT if isinstance(value, int) else FLOAT
+    return Expr("param", (), (name, value), dtype)
+
+
+def load(decl: TensorDecl, index: tuple[Expr, ...]) -> Expr:
+    """Read runtime tensor ``decl`` at integer index expressions (``doc[b, m]``)."""
+    if len(index) != len(decl.dims):
+        raise TraceError(located(
+            f"tensor {decl.name} has {len(decl.dims)} dimension(s) {list(decl.dims)} "
+            f"but is indexed with {len(index)}: {decl.name}[{', '.join(map(_show, index))}]",
+            user_location()))
+    for pos, ix in enumerate(index):
+        if ix.dtype != INT:
+            raise TraceError(located(
+                f"index {pos} of tensor {decl.name} must be an integer expression, got "
+                f"{ix.dtype} expression {_show(ix)}" + ("; use // for integer division" if ix.dtype == FLOAT else ""),
+                user_location()))
+    return Expr("load", tuple(index), decl, decl.kind)
+
+
+def ref(name: str, letters: tuple[str, ...]) -> Expr:
+    """Reference to a cascade tensor (an input such as ``Q`` or an equation's result)."""
+    return Expr("ref", tuple(var(x) for x in letters), name, FLOAT)
+
+
+# --- operators --------------------------------------------------------------------------
+
+
+def promote(*dtypes: str) -> str:
+    return max(dtypes, key=_RANK.__getitem__)
+
+
+def _show(e: Expr) -> str:
+    """Print ``e`` in the user's vocabulary: ``q_idx``/``kv_idx`` while tracing a function."""
+    from .printer import format_expr
+    from .trace import _STATE
+
+    return format_expr(e, names=FLEX_NAMES if _STATE.get() is not None else None)
+
+
+def _type_error(message: str, *exprs: Expr) -> TraceError:
+    shown = ", ".join(_show(e) for e in exprs)
+    return TraceError(located(f"{message}: {shown}", user_location()))
+
+
+def unary(op: str, x: Expr) -> Expr:
+    if op not in UNARY:
+        raise ValueError(op)
+    if op == "neg" and x.op == "const" and x.dtype != BOOL:
+        return const(-x.arg)  # -3 is the literal -3, so printing round-trips
+    if op in INT_UNARY:
+        if op == "invert" and x.dtype == FLOAT:
+            raise _type_error("~ needs a bool or int, not a float expression", x)
+        return Expr(op, (x,), None, x.dtype if op == "invert" else promote(x.dtype, INT))
+    if op in ("floor", "ceil", "relu"):
+        return Expr(op, (x,), None, promote(x.dtype, INT))
+    if op == "int":
+        return Expr(op, (x,), None, INT)
+    return Expr(op, (x,), None, FLOAT)
+
+
+def binary(op: str, a: Expr, b: Expr) -> Expr:
+    if op not in BINARY:
+        raise ValueError(op)
+    if op in COMPARE:
+        return Expr(op, (a, b), None, BOOL)
+    if op in LOGIC:
+        if FLOAT in (a.dtype, b.dtype):
+            raise _type_error(f"'{_SYMBOL[op]}' needs bool or int operands (a float was given)", a, b)
+        return Expr(op, (a, b), None, BOOL if a.dtype == b.dtype == BOOL else INT)
+    if op in SHIFT:
+        if FLOAT in (a.dtype, b.dtype):
+            raise _type_error(f"'{_SYMBOL[op]}' needs integer operands", a, b)
+        return Expr(op, (a, b), None, INT)
+    if op == "truediv":
+        return Expr(op, (a, b), None, FLOAT)
+    return Expr(op, (a, b), None, promote(a.dtype, b.dtype, INT))
+
+
+def where(cond: Expr, a: Expr, b: Expr) -> Expr:
+    if cond.dtype != BOOL:
+        raise _type_error("the condition of where(...) must be a boolean expression", cond)
+    return Expr("where", (cond, a, b), None, promote(a.dtype, b.dtype))
+
+
+def reduce(op: str, letter: str, x: Expr) -> Expr:
+    if op not in REDUCTIONS:
+        raise ValueError(op)
+    return Expr(op, (x,), letter, FLOAT)
+
+
+_SYMBOL = {"and": "&", "or": "|", "xor": "^", "lshift": "<<", "rshift": ">>"}
+
+
+# --- traversal --------------------------------------------------------------------------
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    """Every distinct node of ``expr``, children before parents."""
+    seen: set[Expr] = set()
+    stack: list[tuple[Expr, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            yield node
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        stack.extend((s, False) for s in reversed(node.src))
+
+
+def substitute(expr: Expr, mapping: dict[Expr, Expr]) -> Expr:
+    """Replace subexpressions by ``mapping`` (bottom-up, shared nodes rebuilt once)."""
+    done: dict[Expr, Expr] = {}
+    for node in walk(expr):
+        if node in mapping:
+            done[node] = mapping[node]
+            continue
+        src = tuple(done[s] for s in node.src)
+        done[node] = node if src == node.src else rebuild(node, src)
+    return done[expr]
+
+
+def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:
+    """``node`` with new children, re-deriving its dtype through the constructors."""
+    op = node.op
+    if op in UNARY:
+        return unary(op, src[0])
+    if op in BINARY:
+        return binary(op, *src)
+    if op == "where":
+        return where(*src)
+    if op in REDUCTIONS:
+        return reduce(op, node.arg, src[0])
+    if op == "load":
+        return load(node.arg, src)
+    return Expr(op, src, node.arg, node.dtype)
+
+
+def letters_of(expr: Expr) -> set[str]:
+    """Index letters that are free in ``expr`` (``max[n]``/``sum[n]`` bind ``n``)."""
+    memo: dict[Expr, frozenset[str]] = {}
+    for node in walk(expr):
+        if node.op == "var":
+            memo[node] = frozenset() if node.arg == "score" else frozenset((node.arg,))
+            continue
+        inner = frozenset().union(*(memo[s] for s in node.src))
+        if node.op in ("reduce_max", "reduce_sum"):
+            inner = inner - {node.arg}
+        memo[node] = inner
+    return set(memo[expr])
+
+
+def params_of(expr: Expr) -> dict[str, int | float | None]:
+    return {n.arg[0]: n.arg[1] for n in walk(expr) if n.op == "param"}
+
+
+def tensors_of(expr: Expr) -> dict[str, TensorDecl]:
+    return {n.arg.name: n.arg for n in walk(expr) if n.op == "load"}

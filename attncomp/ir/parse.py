@@ -1,0 +1,310 @@
+"""Parsing cascade text into a ``Program``.
+
+The syntax is line-based; ``#`` starts a comment::
+
+    param lam: float = 0.8                  # named scalar parameter
+    tensor doc[B, L]: int32                 # runtime tensor read by masks / score mods
+    input Q1[b,h,m,d], K1[b,h,n,d]          # big inputs (Q, K, V need no declaration)
+    mask[b,h,m,n] = (m >= n) & (doc[b, m] == doc[b, n])
+    S1[b,h,m,n] = Q1[b,h,m,d] * K1[b,h,n,d] # d is summed: it is not on the left
+    P1[b,h,m,n] = softmax[n](S1 * scale)    # scale defaults to 1/sqrt(size of d)
+    O[b,h,m,e] = (P1 - lam * P2) * V        # a bare name means its defined indices
+
+Right-hand sides are Python expressions (parsed with :mod:`ast`, so precedence is
+Python's): ``+ - * / // % **``, comparisons (chains are split into ``&``), ``& | ^ ~``,
+``where(c, a, b)`` (or ``a if c else b``), ``abs min max exp exp2 log log2 sqrt tanh
+sigmoid relu elu floor ceil float int``, reductions ``softmax[n](x)``, ``max[n](x)``,
+``sum[n](x)``, and ``score(x)`` for the score function given to ``ac.cascade``.
+``q_idx``/``kv_idx`` are accepted as names for the letters ``m``/``n``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+
+from ..errors import AttncompError, CascadeError, Location, located
+from . import expr as E
+from .printer import CALLS
+from .program import Eqn, InputDecl, Program
+
+_FUNCS = {name: op for op, name in CALLS.items()}
+_REDUCE = {"softmax": "softmax", "max": "reduce_max", "sum": "reduce_sum"}
+_ALIASES = {"q_idx": "m", "kv_idx": "n"}
+_BINOPS = {
+    ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.FloorDiv: "floordiv",
+    ast.Mod: "mod", ast.Pow: "pow", ast.BitAnd: "and", ast.BitOr: "or", ast.BitXor: "xor",
+    ast.LShift: "lshift", ast.RShift: "rshift",
+}
+_CMPOPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne"}
+IMPLICIT_INPUTS = ("Q", "K", "V")
+
+_PARAM = re.compile(r"^param\s+([A-Za-z_]\w*)\s*:\s*(int|float)\s*=\s*(.+)$")
+_TENSOR = re.compile(r"^tensor\s+([A-Za-z_]\w*)\s*\[([^\]]*)\]\s*:\s*(\w+)$")
+_INPUT = re.compile(r"^input\s+(.+)$")
+_DECL = re.compile(r"\s*([A-Za-z_]\w*)\s*\[([^\]]*)\]\s*(,|$)")
+
+
+class _LineError(Exception):
+    """A problem on the current line; turned into a CascadeError quoting it."""
+
+
+def _number(text: str) -> int | float:
+    text = text.strip()
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-").strip()
+    if body == "inf":
+        return sign * math.inf
+    value = ast.literal_eval(body)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _LineError(f"parameter value {text!r} is not a number")
+    return sign * value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    for x in items:
+        if not x.isidentifier():
+            raise _LineError(f"{x!r} is not an index letter")
+    return tuple(_ALIASES.get(x, x) for x in items)
+
+
+class _Parser:
+    def __init__(self, name, score, params, where):
+        self.name, self.score, self.where = name, score, where
+        self.given = dict(params or {})
+        self.params: dict[str, int | float | None] = {}
+        self.tensors: dict[str, E.TensorDecl] = {}
+        self.inputs: list[InputDecl] = []
+        self.defined: dict[str, tuple[str, ...]] = {}
+        self.eqns: list[Eqn] = []
+        self.mask: E.Expr | None = None
+        self.score_used = False
+
+    # --- lines ---------------------------------------------------------------------------
+    def line(self, text: str, lineno: int) -> None:
+        if m := _PARAM.match(text):
+            name, kind, value = m.group(1), m.group(2), _number(m.group(3))
+            if kind == "int" and (isinstance(value, float) and not value.is_integer()):
+                raise _LineError(f"param {name} is declared int but its value is {value}")
+            self.params[name] = int(value) if kind == "int" else float(value)
+        elif m := _TENSOR.match(text):
+            name, dims, dtype = m.groups()
+            if dtype not in E.TENSOR_DTYPES:
+                raise _LineError(f"unknown dtype {dtype!r}; use one of {sorted(E.TENSOR_DTYPES)}")
+            parsed = tuple(int(d) if d.strip().isdigit() else d.strip() for d in dims.split(",") if d.strip())
+            self.tensors[name] = E.TensorDecl(name, parsed, dtype)
+        elif m := _INPUT.match(text):
+            rest = m.group(1)
+            for decl in _DECL.finditer(rest):
+                self.declare_input(decl.group(1), _names(decl.group(2)))
+            if _DECL.sub("", rest).strip():
+                raise _LineError("expected `input NAME[letters], NAME[letters], ...`")
+        else:
+            self.equation(text, lineno)
+
+    def declare_input(self, name: str, letters: tuple[str, ...]) -> None:
+        if name in self.defined:
+            raise _LineError(f"tensor {name} is declared twice")
+        self.inputs.append(InputDecl(name, letters))
+        self.defined[name] = letters
+
+    def equation(self, text: str, lineno: int) -> None:
+        try:
+            tree = ast.parse(text, mode="exec")
+        except SyntaxError as err:
+            caret = " " * max((err.offset or 1) - 1, 0) + "^"
+            raise _LineError(f"syntax error: {err.msg}\n    {text}\n    {caret}") from None
+        stmt = tree.body[0] if len(tree.body) == 1 else None
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Subscript)
+                and isinstance(stmt.targets[0].value, ast.Name)):
+            raise _LineError("expected an equation `NAME[letters] = expression`, a `param`, `tensor` or `input` line")
+        target = stmt.targets[0]
+        name = target.value.id
+        letters = self.letters(target.slice)
+        if len(set(letters)) != len(letters):
+            raise _LineError(f"index letters {list(letters)} on the left repeat")
+        self.letters_here = set(letters) | set(E.MASK_LETTERS) | self.bound_letters(stmt.value)
+        rhs = self.expr(stmt.value)
+        if name == "mask":
+            if self.mask is not None:
+                raise _LineError("the mask is defined twice (by the text, or by the text and mask=)")
+            if set(letters) != set(E.MASK_LETTERS):
+                raise _LineError(f"the mask is indexed [b,h,m,n], not {list(letters)}")
+            self.mask = rhs
+            return
+        if name in self.defined or name in self.tensors:
+            raise _LineError(f"tensor {name} is defined twice")
+        self.eqns.append(Eqn(name, letters, rhs, lineno))
+        self.defined[name] = letters
+
+    # --- expressions -----------------------------------------------------------------------
+    def letters(self, node: ast.AST) -> tuple[str, ...]:
+        items = node.elts if isinstance(node, ast.Tuple) else [node]
+        out = []
+        for item in items:
+            if not isinstance(item, ast.Name):
+                raise _LineError(f"index `{ast.unparse(item)}` must be a single index letter")
+            out.append(_ALIASES.get(item.id, item.id))
+        return tuple(out)
+
+    def bound_letters(self, node: ast.AST) -> set[str]:
+        """Letters named as plain subscripts of cascade tensors and of reductions."""
+        found: set[str] = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Name):
+                if sub.value.id in self.tensors:
+                    continue
+                items = sub.slice.elts if isinstance(sub.slice, ast.Tuple) else [sub.slice]
+                found |= {_ALIASES.get(i.id, i.id) for i in items if isinstance(i, ast.Name)}
+        return found
+
+    def resolve(self, ident: str) -> E.Expr:
+        if ident in self.given or ident in self.params:
+            return E.param(ident, self.given.get(ident, self.params.get(ident)))
+        if ident == "scale":
+            return E.param("scale", None)
+        if ident == "inf":
+            return E.const(math.inf)
+        if ident in self.defined:
+            return E.ref(ident, self.defined[ident])
+        if ident in self.tensors:
+            raise _LineError(f"runtime tensor {ident} needs indices, e.g. {ident}[{', '.join(map(str, self.tensors[ident].dims))}]")
+        letter = _ALIASES.get(ident, ident)
+        if letter in self.letters_here:
+            return E.var(letter)
+        raise _LineError(
+            f"undeclared name {ident!r}: not an index letter of this equation, a param "
+            f"({', '.join(self.params) or 'none declared'}; declare `param {ident}: float = ...` or pass "
+            f"params={{'{ident}': ...}}) or a tensor ({', '.join(self.defined) or 'none'})")
+
+    def subscript(self, node: ast.Subscript) -> E.Expr:
+        if not isinstance(node.value, ast.Name):
+            raise _LineError(f"cannot index `{ast.unparse(node.value)}`")
+        ident = node.value.id
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if ident in self.tensors:
+            return E.load(self.tensors[ident], tuple(self.expr(i) for i in items))
+        letters = self.letters(node.slice)
+        if ident not in self.defined:
+            if ident in IMPLICIT_INPUTS:
+                self.declare_input(ident, letters)
+            else:
+                raise _LineError(
+                    f"undefined tensor {ident}: it is not an input ({', '.join(i.name for i in self.inputs) or 'none'}), "
+                    f"not defined by an earlier equation, and not a runtime tensor; declare it with "
+                    f"`input {ident}[{','.join(letters)}]` or `tensor {ident}[...]: dtype`")
+        if len(letters) != len(self.defined[ident]):
+            raise _LineError(
+                f"shape conflict: {ident} has {len(self.defined[ident])} indices "
+                f"[{','.join(self.defined[ident])}] but is used as {ast.unparse(node)}")
+        return E.ref(ident, letters)
+
+    def call(self, node: ast.Call) -> E.Expr:
+        if node.keywords:
+            raise _LineError(f"keyword arguments are not supported: {ast.unparse(node)}")
+        args = [self.expr(a) for a in node.args]
+        func = node.func
+        if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Name) and func.value.id in _REDUCE:
+            (letter,) = self.letters(func.slice) if not isinstance(func.slice, ast.Tuple) else (None,)
+            if letter is None or len(args) != 1:
+                raise _LineError(f"a reduction takes one letter and one argument: {ast.unparse(node)}")
+            return E.reduce(_REDUCE[func.value.id], letter, args[0])
+        if not isinstance(func, ast.Name):
+            raise _LineError(f"unknown function `{ast.unparse(func)}`")
+        if func.id == "score":
+            if self.score is None:
+                raise _LineError("score(...) is called but no score function was given to ac.cascade(score=...)")
+            if len(args) != 1:
+                raise _LineError("score(...) takes one argument, the raw score")
+            self.score_used = True
+            return E.substitute(self.score, {E.var("score"): args[0]})
+        op = _FUNCS.get(func.id)
+        if op is None:
+            raise _LineError(f"unknown function {func.id}(); known: {', '.join(sorted(_FUNCS))}, softmax[n], max[n], sum[n]")
+        arity = 3 if op == "where" else 2 if op in ("minimum", "maximum") else 1
+        if len(args) != arity:
+            raise _LineError(f"{func.id}() takes {arity} argument(s), got {len(args)}")
+        if op == "where":
+            return E.where(*args)
+        return E.binary(op, *args) if arity == 2 else E.unary(op, args[0])
+
+    def expr(self, node: ast.AST) -> E.Expr:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float)):
+            return E.const(node.value)
+        if isinstance(node, ast.Name):
+            return self.resolve(node.id)
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return E.binary(_BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right))
+        if isinstance(node, ast.UnaryOp):
+            x = self.expr(node.operand)
+            if isinstance(node.op, ast.USub):
+                return E.unary("neg", x)
+            if isinstance(node.op, ast.UAdd):
+                return x
+            if isinstance(node.op, ast.Not) and x.dtype != E.BOOL:
+                raise _LineError(f"`not` needs a boolean: {ast.unparse(node)}")
+            return E.unary("invert", x)
+        if isinstance(node, ast.BoolOp):
+            values = [self.expr(v) for v in node.values]
+            op = "and" if isinstance(node.op, ast.And) else "or"
+            out = values[0]
+            for v in values[1:]:
+                out = E.binary(op, out, v)
+            return out
+        if isinstance(node, ast.Compare):
+            left, out = self.expr(node.left), None
+            for cmp, right_node in zip(node.ops, node.comparators):
+                if type(cmp) not in _CMPOPS:
+                    raise _LineError(f"unsupported comparison in {ast.unparse(node)}")
+                right = self.expr(right_node)
+                term = E.binary(_CMPOPS[type(cmp)], left, right)
+                out = term if out is None else E.binary("and", out, term)
+                left = right
+            return out
+        if isinstance(node, ast.IfExp):
+            return E.where(self.expr(node.test), self.expr(node.body), self.expr(node.orelse))
+        raise _LineError(f"unsupported expression `{ast.unparse(node)}`")
+
+
+def parse_program(text: str, name: str = "cascade", mask: E.Expr | None = None, score: E.Expr | None = None,
+                  params: dict | None = None, where: Location | None = None,
+                  bindings: tuple = ()) -> Program:
+    """Parse cascade text (see the module docstring) into a verified Program.
+
+    >>> p = parse_program('''
+    ... S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]
+    ... P[b,h,m,n] = softmax[n](S * scale)
+    ... O[b,h,m,e] = P * V[b,h,n,e]
+    ... ''')
+    >>> parse_program(str(p)) == p
+    True
+    """
+    from .verify import verify
+
+    parser = _Parser(name, score, params, where)
+    parser.mask = mask
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            parser.line(line, lineno)
+        except (_LineError, AttncompError) as err:
+            msg = str(err).split("\n  at ")[0]
+            raise CascadeError(located(f"{name}: line {lineno}: {msg}\n    {raw.strip()}", where)) from None
+    if not parser.eqns:
+        raise CascadeError(located(f"{name}: the cascade has no equations", where))
+    if score is not None and not parser.score_used:
+        raise CascadeError(located(f"{name}: a score function was given but the cascade never calls score(...)", where))
+    unused = set(parser.given) - {n for e in [q.rhs for q in parser.eqns] + [parser.mask] if e is not None for n in E.params_of(e)}
+    if unused:
+        raise CascadeError(located(f"{name}: params {sorted(unused)} were given but the cascade does not use them", where))
+    program = Program(tuple(parser.inputs), tuple(parser.eqns), parser.mask, name=name, bindings=bindings, source=where)
+    verify(program)
+    return program

@@ -1,0 +1,126 @@
+"""Printing expressions and Programs as text.
+
+One precedence-climbing printer serves every syntax: a ``Syntax`` is a rule table saying
+how each op prints (infix operator with a Python precedence, or a function call). The
+cascade syntax here is what ``str(program)`` prints and ``parse_program`` reads back;
+backends pass their own tables (torch calls for FlexAttention, ``tl.`` calls for Triton).
+Parentheses are inserted only where Python's precedence needs them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .expr import Expr
+
+# Python operator precedence, loosest to tightest (comparisons are non-associative).
+PREC_COMPARE, PREC_OR, PREC_XOR, PREC_AND, PREC_SHIFT = 7, 8, 9, 10, 11
+PREC_ADD, PREC_MUL, PREC_UNARY, PREC_POW, PREC_ATOM = 12, 13, 14, 15, 100
+
+INFIX = {
+    "lt": ("<", PREC_COMPARE), "le": ("<=", PREC_COMPARE), "gt": (">", PREC_COMPARE),
+    "ge": (">=", PREC_COMPARE), "eq": ("==", PREC_COMPARE), "ne": ("!=", PREC_COMPARE),
+    "or": ("|", PREC_OR), "xor": ("^", PREC_XOR), "and": ("&", PREC_AND),
+    "lshift": ("<<", PREC_SHIFT), "rshift": (">>", PREC_SHIFT),
+    "add": ("+", PREC_ADD), "sub": ("-", PREC_ADD),
+    "mul": ("*", PREC_MUL), "truediv": ("/", PREC_MUL), "floordiv": ("//", PREC_MUL), "mod": ("%", PREC_MUL),
+    "pow": ("**", PREC_POW),
+}
+PREFIX = {"neg": "-", "invert": "~"}
+CALLS = {
+    "abs": "abs", "minimum": "min", "maximum": "max", "where": "where",
+    "exp": "exp", "exp2": "exp2", "log": "log", "log2": "log2", "sqrt": "sqrt", "tanh": "tanh",
+    "sigmoid": "sigmoid", "relu": "relu", "elu": "elu", "floor": "floor", "ceil": "ceil",
+    "float": "float", "int": "int",
+}
+REDUCE_NAMES = {"softmax": "softmax", "reduce_max": "max", "reduce_sum": "sum"}
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """How ops print: infix operators, prefix operators, function names, and leaf hooks.
+
+    ``override`` maps an op to ``f(node, args) -> (text, precedence)`` for ops a target
+    language spells differently (e.g. Python-floor ``//`` in Triton).
+    """
+
+    infix: dict = field(default_factory=lambda: dict(INFIX))
+    prefix: dict = field(default_factory=lambda: dict(PREFIX))
+    calls: dict = field(default_factory=lambda: dict(CALLS))
+    override: dict = field(default_factory=dict)
+    const: Callable[[object], str] | None = None
+
+
+CASCADE = Syntax()
+
+
+def format_const(value) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return repr(value)
+
+
+class _Printer:
+    def __init__(self, syntax: Syntax, names: dict[str, str], bare: dict[str, tuple[str, ...]], leaf):
+        self.syntax, self.names, self.bare, self.leaf = syntax, names, bare, leaf
+        self.memo: dict[Expr, tuple[str, int]] = {}
+
+    def text(self, e: Expr, min_prec: int) -> str:
+        s, p = self.fmt(e)
+        return f"({s})" if p < min_prec else s
+
+    def fmt(self, e: Expr) -> tuple[str, int]:
+        if e not in self.memo:
+            self.memo[e] = self._fmt(e)
+        return self.memo[e]
+
+    def _fmt(self, e: Expr) -> tuple[str, int]:
+        syn, op = self.syntax, e.op
+        if self.leaf is not None:
+            hooked = self.leaf(e, self)
+            if hooked is not None:
+                return hooked
+        if op in syn.override:
+            return syn.override[op](e, self)
+        if op == "var":
+            return self.names.get(e.arg, e.arg), PREC_ATOM
+        if op == "const":
+            s = (syn.const or format_const)(e.arg)
+            return s, (PREC_UNARY if s.startswith("-") else PREC_ATOM)
+        if op == "param":
+            return e.arg[0], PREC_ATOM
+        if op in ("load", "ref"):
+            name = e.arg.name if op == "load" else e.arg
+            if op == "ref" and self.bare.get(name) == tuple(s.arg for s in e.src):
+                return name, PREC_ATOM
+            sep = "," if op == "ref" else ", "  # einsum-style letters for cascade tensors
+            return f"{name}[{sep.join(self.text(s, 0) for s in e.src)}]", PREC_ATOM
+        if op in REDUCE_NAMES:
+            return f"{REDUCE_NAMES[op]}[{e.arg}]({self.text(e.src[0], 0)})", PREC_ATOM
+        if op in syn.infix:
+            sym, p = syn.infix[op]
+            right_assoc = op == "pow"
+            left = self.text(e.src[0], p + 1 if right_assoc or p == PREC_COMPARE else p)
+            right = self.text(e.src[1], p if right_assoc else p + 1)
+            return f"{left} {sym} {right}", p
+        if op in syn.prefix:
+            return f"{syn.prefix[op]}{self.text(e.src[0], PREC_UNARY)}", PREC_UNARY
+        if op in syn.calls:
+            return f"{syn.calls[op]}({', '.join(self.text(s, 0) for s in e.src)})", PREC_ATOM
+        raise ValueError(f"no syntax for op {op!r}")
+
+
+def format_expr(expr: Expr, syntax: Syntax = CASCADE, names: dict[str, str] | None = None,
+                bare: dict[str, tuple[str, ...]] | None = None, leaf=None) -> str:
+    """Print ``expr`` in ``syntax`` with minimal parentheses.
+
+    >>> from attncomp.ir.expr import var, const, binary
+    >>> m, n = var("m"), var("n")
+    >>> format_expr(binary("and", binary("ge", m, n), binary("lt", binary("sub", m, n), const(4))))
+    '(m >= n) & (m - n < 4)'
+    >>> format_expr(binary("ge", m, n), names={"m": "q_idx", "n": "kv_idx"})
+    'q_idx >= kv_idx'
+    """
+    return _Printer(syntax, names or {}, bare or {}, leaf).text(expr, 0)
