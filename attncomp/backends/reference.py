@@ -1,8 +1,8 @@
 """The reference backend: dense torch evaluation of any Program. The oracle.
 
-Each equation is evaluated as an einsum over its top-level product's factors (each
-factor evaluated elementwise on its own letters), so ``Q * K`` is a matmul, not a
-``[b,h,m,n,d]`` broadcast. Mask semantics (see :mod:`attncomp.ir.program`): factors and
+Each equation is evaluated as einsums over the factors of its products (each factor
+evaluated elementwise on its own letters), so ``Q * K`` is a matmul, not a
+``[b,h,m,n,d]`` broadcast; additive terms are summed separately (Einstein convention). Mask semantics (see :mod:`attncomp.ir.program`): factors and
 results that carry both ``m`` and ``n`` are zeroed at masked-out pairs, and reductions
 over ``n`` skip them, so a row with no pair left gives 0.
 
@@ -28,10 +28,21 @@ DEFAULT_BUDGET = 1 << 25  # elements per intermediate per chunk (256 MiB in floa
 
 
 def factors(expr: E.Expr) -> list[E.Expr]:
-    """The operands of the top-level product ``a * b * c`` (one factor if not a product)."""
+    """The operands of a product ``a * b / c`` (``1 / c`` for divisors; one if not a product)."""
     if expr.op == "mul":
         return factors(expr.src[0]) + factors(expr.src[1])
+    if expr.op == "truediv" and expr.src[1].op != "const":
+        return factors(expr.src[0]) + [E.binary("truediv", E.const(1.0), expr.src[1])]
     return [expr]
+
+
+def elementwise_pieces(expr: E.Expr) -> list[E.Expr]:
+    """The subexpressions :func:`contract` evaluates elementwise: the factors of each term."""
+    if expr.op in ("add", "sub"):
+        return elementwise_pieces(expr.src[0]) + elementwise_pieces(expr.src[1])
+    if expr.op == "neg":
+        return elementwise_pieces(expr.src[0])
+    return factors(expr)
 
 
 def _row_cost(program: Program, sizes: dict[str, int]) -> int:
@@ -44,7 +55,7 @@ def _row_cost(program: Program, sizes: dict[str, int]) -> int:
 
     worst = 1
     for eqn in program.eqns:
-        for f in factors(eqn.rhs):
+        for f in elementwise_pieces(eqn.rhs):
             for node in E.walk(f):
                 letters = E.letters_of(node) | ({node.arg} if node.op in E.REDUCTIONS else set())
                 if "m" in letters:
@@ -87,27 +98,45 @@ def _einsum(values: list[Value], out_letters: tuple[str, ...], dtype: torch.dtyp
     return out * scalar if scalar is not None else out
 
 
-def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:
-    """Evaluate one equation; the result's dimensions follow ``eqn.letters``."""
+def contract(program: Program, expr: E.Expr, keep: tuple[str, ...], env: Env) -> Value:
+    """``expr`` summed over its letters that are not in ``keep``, Einstein-style: each
+    additive term sums its own letters (``Q * K + bias[h, m - n]`` adds the bias once),
+    a product is one einsum over its factors, and factors or terms carrying both ``m``
+    and ``n`` have masked-out pairs zeroed first."""
+    if expr.op in ("add", "sub"):
+        a, b = (contract(program, s, keep, env) for s in expr.src)
+        letters = union(env.order, a, b)
+        fn = torch.add if expr.op == "add" else torch.sub
+        return Value(fn(align(a, letters), align(b, letters)), letters)
+    if expr.op == "neg":
+        a = contract(program, expr.src[0], keep, env)
+        return Value(-a.t, a.letters)
     values = []
-    for f in factors(eqn.rhs):
+    for f in factors(expr):
         v = apply_mask(evaluate(f, env), env, 0.0)
-        extra = set(v.letters) - set(E.letters_of(f)) - set(eqn.letters)
+        extra = set(v.letters) - E.letters_of(f) - set(keep)
         if extra:
             raise CascadeError(located(
-                f"{program.name}: the mask depends on {', '.join(sorted(extra))}, but `{eqn}` has no such index",
+                f"{program.name}: the mask depends on {', '.join(sorted(extra))}, which `{expr}` does not have",
                 program.source))
         values.append(v)
-    out = Value(_einsum(values, eqn.letters, env.float_dtype), eqn.letters)
-    if {"m", "n"} <= set(eqn.letters):
-        canon = tuple(x for x in env.order if x in eqn.letters)
-        masked = apply_mask(Value(out.t.permute([eqn.letters.index(x) for x in canon]), canon), env, 0.0)
-        if masked.letters != canon:
-            raise CascadeError(located(
-                f"{program.name}: the mask depends on an index that {eqn.name}[{','.join(eqn.letters)}] lacks",
-                program.source))
-        out = Value(masked.t.permute([canon.index(x) for x in eqn.letters]), eqn.letters)
-    return out.t
+    out_letters = union(env.order, *values)
+    out_letters = tuple(x for x in out_letters if x in keep)
+    return Value(_einsum(values, out_letters, env.float_dtype), out_letters)
+
+
+def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:
+    """Evaluate one equation; the result's dimensions follow ``eqn.letters``."""
+    canon = tuple(x for x in env.order if x in eqn.letters)
+    value = contract(program, eqn.rhs, canon, env)
+    shape = [len(env.index[x]) for x in canon]
+    out = align(Value(value.t.to(env.float_dtype), value.letters), canon).expand(shape)
+    masked = apply_mask(Value(out, canon), env, 0.0)
+    if masked.letters != canon:
+        raise CascadeError(located(
+            f"{program.name}: the mask depends on an index that {eqn.name}[{','.join(eqn.letters)}] lacks",
+            program.source))
+    return masked.t.permute([canon.index(x) for x in eqn.letters])
 
 
 def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.Tensor:

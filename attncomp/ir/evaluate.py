@@ -218,3 +218,24 @@ def evaluate(expr: E.Expr, env: Env) -> Value:
     -4
     """
     return _Evaluator(env)(expr)
+
+
+def dense_mask(mask: E.Expr | None, q_len: int, kv_len: int, tensors: dict | None = None,
+               params: dict | None = None, batch: int = 1, heads: int = 1, variant: str = "mask",
+               rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """The mask evaluated at every ``(b, h, q, kv)``: a bool tensor ``[B, H, Sq, Skv]``
+    (``rows``/``cols`` restrict it to some query / key indices). No mask: all True.
+
+    >>> from attncomp.ir.expr import var, binary
+    >>> dense_mask(binary("ge", var("m"), var("n")), 3, 3)[0, 0].int().tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    index = {"b": torch.arange(batch), "h": torch.arange(heads),
+             "m": torch.arange(q_len) if rows is None else rows, "n": torch.arange(kv_len) if cols is None else cols}
+    shape = tuple(len(index[x]) for x in E.MASK_LETTERS)
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool)
+    env = Env(order=E.MASK_LETTERS, index=index, tensors=dict(tensors or {}),
+              params={k: v for k, v in (params or E.params_of(mask)).items() if v is not None}, variant=variant)
+    v = evaluate(mask, env)
+    return align(v, E.MASK_LETTERS).expand(shape)

@@ -2,8 +2,9 @@
 
 In the spirit of FuseMax's cascades of extended einsums (Nayak et al., MICRO 2024), a
 Program is a list of equations ``T[letters] = rhs`` over named tensors. Every index letter
-on the right but not on the left is summed over the whole right-hand side (Einstein
-convention); ``softmax[n]``, ``max[n]`` and ``sum[n]`` reduce over ``n`` explicitly.
+on the right but not on the left is summed (Einstein convention: per additive term, so
+in ``S = Q * K * scale + bias[h, m - n]`` only the product sums over ``d``);
+``softmax[n]``, ``max[n]`` and ``sum[n]`` reduce over ``n`` explicitly.
 
 The mask restricts the ``(b, h, m, n)`` iteration space of the whole cascade: pairs where
 it is false do not exist. They contribute nothing to any sum or reduction over ``n`` (for

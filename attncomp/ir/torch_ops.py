@@ -132,6 +132,16 @@ def _full_like(value=None):
     return build
 
 
+def _new_full(value=None):
+    """``x.new_ones(size, dtype=...)`` and friends: a scalar constant (FlexAttention's
+    ``noop_mask`` and ``and_masks`` start from one)."""
+    def build(args, kwargs):
+        v = value if value is not None else (args[2] if len(args) > 2 else kwargs["fill_value"])
+        dtype = kwargs.get("dtype") or TORCH_DTYPE[lift(args[0]).dtype]
+        return Proxy(E.const(bool(v) if dtype == torch.bool else float(v) if dtype.is_floating_point else int(v)))
+    return build
+
+
 def _elu(args, kwargs):
     alpha = args[1] if len(args) > 1 else kwargs.get("alpha", 1.0)
     if alpha != 1.0:
@@ -190,11 +200,18 @@ for _names, _fn in [
     (("to",), _to), (("type_as",), lambda a, k: Proxy(_cast_to(lift(a[0]), a[1].dtype))),
     (("float", "double", "half", "bfloat16"), _cast(torch.float32)),
     (("int", "long", "short"), _cast(torch.int64)), (("bool",), _cast(torch.bool)),
+    (("new_ones",), _new_full(1)), (("new_zeros",), _new_full(0)), (("new_full",), _new_full()),
     (("full_like",), _full_like()), (("zeros_like",), _full_like(0)), (("ones_like",), _full_like(1)),
     (("__getitem__",), _getitem),
 ]:
     for _name in _names:
         TABLE[_name] = _fn
+
+
+TORCH_DTYPE = {E.BOOL: torch.bool, E.INT: torch.int64, E.FLOAT: torch.float32}
+# Tensor attributes traced code may read; a traced value is a scalar on the CPU.
+ATTRIBUTES = {"dtype": lambda p: TORCH_DTYPE[p.expr.dtype], "device": lambda p: torch.device("cpu"),
+              "shape": lambda p: torch.Size([]), "ndim": lambda p: 0}
 
 
 def dispatch(func, args, kwargs):
@@ -212,7 +229,9 @@ def dispatch(func, args, kwargs):
 
 
 def method(proxy: Proxy, name: str):
-    """``proxy.name(...)``: the tensor method of that name, with the proxy as ``self``."""
+    """``proxy.name``: a tensor attribute, or the tensor method of that name bound to the proxy."""
+    if name in ATTRIBUTES:
+        return ATTRIBUTES[name](proxy)
     if name.startswith("__") or (name not in TABLE and name != "where"):
         raise AttributeError(name)
     if name == "where":

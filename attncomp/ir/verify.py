@@ -72,6 +72,13 @@ def verify(program: Program) -> None:
         missing = [x for x in eqn.letters if x not in free]
         if missing:
             raise _fail(program, f"index letter(s) {', '.join(missing)} on the left of {eqn.name} do not occur on the right", text, eqn.line)
+        for node in E.walk(eqn.rhs):
+            leak = sorted(E.letters_of(node.src[0]) - {node.arg} - set(eqn.letters)) if node.op in E.REDUCTIONS else []
+            if leak:
+                raise _fail(program, f"index {', '.join(leak)} inside `{node}` is summed outside the reduction "
+                                     f"(letters missing on the left are summed over each whole term); "
+                                     f"compute the contraction in its own equation first, e.g. S[...] = Q * K",
+                            text, eqn.line)
         if eqn.rhs.dtype == E.BOOL:
             raise _fail(program, f"{eqn.name} is a boolean; equations compute numbers (use where(cond, x, y))", text, eqn.line)
         unsized = sorted(x for x in free | set(eqn.letters) if x not in sized)

@@ -1,0 +1,116 @@
+"""The ``attncomp`` command.
+
+    attncomp list
+    attncomp show VARIANT [--q-len N] [--kv-len N] [--param k=v ...] [--head H]
+
+VARIANT is a built-in name (``attncomp list``) or ``path/to/file.py[:name]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from .errors import AttncompError
+
+
+def parse_size(text: str) -> int:
+    """``4096``, ``32k`` (32768) or ``1m`` (1048576)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 4096, 32k, 1m)")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+
+
+def _params(pairs: list[str]) -> dict:
+    from .variants.loader import parse_value
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AttncompError(f"--param takes key=value, got {pair!r}")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def _group_key(group: str):
+    return group[0], int(group[1:])
+
+
+def cmd_list(args) -> int:
+    from .variants import REGISTRY
+
+    rows = sorted(REGISTRY.values(), key=lambda v: (_group_key(v.group), v.name))
+    width = max(len(v.name) for v in rows)
+    for v in rows:
+        print(f"{v.group:<4} {v.name:<{width}}  {v.summary}")
+    return 0
+
+
+def example_tensors(loaded, q_len: int, kv_len: int, batch: int = 1, heads: int = 1) -> dict:
+    """Runtime tensors to run ``loaded`` at these sizes: the registry's seeded examples for
+    built-ins, the captured tensors for user Programs."""
+    program = loaded.program
+    if loaded.variant is not None:
+        ex = loaded.variant.example(q_len, kv_len, batch=batch, heads=heads)
+        return loaded.variant.example_tensors(ex, **loaded.arguments)
+    tensors = dict(program.bindings)
+    missing = [str(t) for name, t in program.tensors.items() if name not in tensors]
+    if missing:
+        raise AttncompError(f"{program.name} reads runtime tensor(s) {', '.join(missing)} that have no value; "
+                            "capture a tensor in the mask function or use a built-in variant")
+    return tensors
+
+
+def cmd_show(args) -> int:
+    from .ir.evaluate import dense_mask
+    from .ir.picture import mask_picture
+    from .variants.loader import load_variant
+
+    loaded = load_variant(args.variant, _params(args.param))
+    program = loaded.program
+    length = loaded.variant.length(loaded.arguments) if loaded.variant and loaded.variant.length else None
+    q_len = args.q_len or length or 64
+    kv_len = args.kv_len or (length or q_len)
+    print(program)
+    if program.mask is None:
+        print(f"(no mask: every query attends all {kv_len} keys)")
+        return 0
+    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch_index + 1, heads=args.head + 1)
+    grid = dense_mask(program.mask, q_len, kv_len, tensors, batch=args.batch_index + 1, heads=args.head + 1,
+                      variant=program.name)[args.batch_index, args.head]
+    kept = int(grid.sum())
+    print(f"mask at q_len={q_len}, kv_len={kv_len} (batch {args.batch_index}, head {args.head}): "
+          f"{kept} of {q_len * kv_len} pairs ({100.0 * kept / (q_len * kv_len):.1f}%)")
+    print(mask_picture(grid))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attncomp", description="Declarative attention compiler and simulator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the built-in variants").set_defaults(func=cmd_list)
+    show = sub.add_parser("show", help="print a variant's Program and a picture of its mask")
+    show.add_argument("variant", help="built-in name or path/to/file.py[:name]")
+    show.add_argument("--q-len", type=parse_size)
+    show.add_argument("--kv-len", type=parse_size)
+    show.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    show.add_argument("--head", type=int, default=0, help="head to draw (masks may differ per head)")
+    show.add_argument("--batch-index", type=int, default=0, help="batch element to draw")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AttncompError as err:
+        print(f"attncomp: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
