@@ -113,7 +113,10 @@ def contract(program: Program, expr: E.Expr, keep: tuple[str, ...], env: Env) ->
         return Value(-a.t, a.letters)
     values = []
     for f in factors(expr):
-        v = apply_mask(evaluate(f, env), env, 0.0)
+        v = evaluate(f, env)
+        # an equation's result, read with its own letters, is already zero at masked pairs
+        if not (f.op == "ref" and f.arg in env.masked and tuple(x.arg for x in f.src) == env.refs[f.arg].letters):
+            v = apply_mask(v, env, 0.0)
         extra = set(v.letters) - E.letters_of(f) - set(keep)
         if extra:
             raise CascadeError(located(
@@ -180,6 +183,7 @@ def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.T
                 if eqn.name in m_free:
                     cache[eqn.name] = t
             env.refs[eqn.name] = Value(t, eqn.letters)
+            env.masked.add(eqn.name)
         pieces.append(env.refs[program.output].t)
     out_letters = program.eqns[-1].letters
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=out_letters.index("m"))

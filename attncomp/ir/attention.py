@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import AttncompError, TraceError, located, user_location
+from ..errors import AttncompError, TraceError, function_location, located, user_location
 from . import expr as E
 from .parse import parse_program
 from .program import Eqn, InputDecl, Program
@@ -104,8 +104,14 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
 
     >>> import attncomp as ac
     >>> spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, name="causal")
-    >>> print(spec.eqns[1])
+    >>> print(spec)
+    # attncomp program: causal
+    input Q[b,h,m,d], K[b,h,n,d], V[b,h,n,e]
+    mask[b,h,m,n] = m >= n
+    S[b,h,m,n] = Q * K
     P[b,h,m,n] = softmax[n](S * scale)
+    O[b,h,m,e] = P * V
+    <BLANKLINE>
     """
     where = user_location()
     variant = name or "+".join(n for n in (_fn_name(mask), _fn_name(score)) if n) or "attention"
@@ -126,6 +132,11 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
             if not callable(score):
                 raise TraceError(located(f"{variant}: score must be a function (score, b, h, q_idx, kv_idx) or a Program, got {score!r}", where))
             score_expr = trace_function(score, "score", variant)
+            if E.var("score") not in set(E.walk(score_expr)):
+                raise TraceError(located(
+                    f"{variant}: score function {_fn_name(score) or 'lambda'} ignores its score argument, so the "
+                    f"attention weights would not depend on q.k (it returns {score_expr}); return an expression of score",
+                    function_location(score)))
     if mask_expr is not None and mask_expr == E.const(True):
         mask_expr = None
     return softmax_program(SoftmaxParts(mask_expr, score_expr, scale), variant, bindings + list(state.bindings()), where)

@@ -39,6 +39,7 @@ class Env:
     params: dict[str, int | float] = field(default_factory=dict)
     refs: dict[str, Value] = field(default_factory=dict)
     mask: Value | None = None
+    masked: set[str] = field(default_factory=set)  # refs already zero at masked-out pairs
     float_dtype: torch.dtype = torch.float64
     variant: str = "program"
     where: object = None
@@ -191,6 +192,10 @@ class _Evaluator:
         env, letter = self.env, e.arg
         x = self(e.src[0])
         x = Value(_as(x.t, E.FLOAT, env), x.letters)
+        if letter not in x.letters:  # constant along the reduced letter: broadcast it
+            letters = tuple(l for l in env.order if l in x.letters or l == letter)
+            shape = [len(env.index[l]) for l in letters]
+            x = Value(align(x, letters).expand(shape), letters)
         fill = 0.0 if e.op == "reduce_sum" else float("-inf")
         x = apply_mask(x, env, fill)
         dim = x.letters.index(letter)
@@ -201,9 +206,10 @@ class _Evaluator:
             return Value(top.squeeze(dim), tuple(l for l in x.letters if l != letter))
         # Safe softmax: a row whose entries are all -inf (or masked out) gives zeros, not NaN.
         top = torch.where(torch.isneginf(top), torch.zeros_like(top), top)
-        p = torch.exp(x.t - top)
+        p = x.t - top
+        p.exp_()
         total = p.sum(dim, keepdim=True)
-        return Value(p / torch.where(total == 0, torch.ones_like(total), total), x.letters)
+        return Value(p.mul_(torch.where(total == 0, torch.ones_like(total), total).reciprocal_()), x.letters)
 
 
 def evaluate(expr: E.Expr, env: Env) -> Value:

@@ -282,7 +282,8 @@ def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:
 
 
 def letters_of(expr: Expr) -> set[str]:
-    """Index letters that are free in ``expr`` (``max[n]``/``sum[n]`` bind ``n``)."""
+    """Index letters that are free in ``expr`` (``max[n]``/``sum[n]`` bind ``n``; a reduction
+    of an argument without ``n`` treats it as constant along ``n``)."""
     memo: dict[Expr, frozenset[str]] = {}
     for node in walk(expr):
         if node.op == "var":
@@ -291,6 +292,8 @@ def letters_of(expr: Expr) -> set[str]:
         inner = frozenset().union(*(memo[s] for s in node.src))
         if node.op in ("reduce_max", "reduce_sum"):
             inner = inner - {node.arg}
+        elif node.op == "softmax":  # normalizes along its letter, which it always carries
+            inner = inner | {node.arg}
         memo[node] = inner
     return set(memo[expr])
 

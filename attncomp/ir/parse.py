@@ -81,6 +81,12 @@ class _Parser:
         self.eqns: list[Eqn] = []
         self.mask: E.Expr | None = None
         self.score_used = False
+        self.implicit: list[str] = []  # Q, K, V used without an `input` line
+
+    def ordered_inputs(self) -> tuple[InputDecl, ...]:
+        """Undeclared Q, K, V come first, in that order, so ``kernel(q, k, v)`` binds them."""
+        implicit = sorted((i for i in self.inputs if i.name in self.implicit), key=lambda i: IMPLICIT_INPUTS.index(i.name))
+        return tuple(implicit) + tuple(i for i in self.inputs if i.name not in self.implicit)
 
     # --- lines ---------------------------------------------------------------------------
     def line(self, text: str, lineno: int) -> None:
@@ -190,6 +196,7 @@ class _Parser:
         if ident not in self.defined:
             if ident in IMPLICIT_INPUTS:
                 self.declare_input(ident, letters)
+                self.implicit.append(ident)
             else:
                 raise _LineError(
                     f"undefined tensor {ident}: it is not an input ({', '.join(i.name for i in self.inputs) or 'none'}), "
@@ -305,6 +312,6 @@ def parse_program(text: str, name: str = "cascade", mask: E.Expr | None = None, 
     unused = set(parser.given) - {n for e in [q.rhs for q in parser.eqns] + [parser.mask] if e is not None for n in E.params_of(e)}
     if unused:
         raise CascadeError(located(f"{name}: params {sorted(unused)} were given but the cascade does not use them", where))
-    program = Program(tuple(parser.inputs), tuple(parser.eqns), parser.mask, name=name, bindings=bindings, source=where)
+    program = Program(parser.ordered_inputs(), tuple(parser.eqns), parser.mask, name=name, bindings=bindings, source=where)
     verify(program)
     return program

@@ -2,7 +2,7 @@
 
 Checked: every tensor read is an input or defined earlier; a tensor is used with as many
 indices as it was defined with, each a distinct letter; every letter on the left of an
-equation occurs on the right; a reduction's letter occurs in its argument; every letter
+equation occurs on the right; no letter summed outside a reduction hides inside it; every letter
 is an index of some input (otherwise its size is unknown); runtime tensors and params
 are declared consistently; the mask is boolean over ``b, h, m, n`` only.
 """
@@ -36,8 +36,6 @@ def _check_expr(program: Program, rhs: E.Expr, text: str, line: int, decls: dict
             letters = [s.arg for s in node.src]
             if len(set(letters)) != len(letters):
                 raise _fail(program, f"{node.arg}[{','.join(letters)}] repeats an index letter (diagonals are not supported)", text, line)
-        if node.op in E.REDUCTIONS and node.arg not in E.letters_of(node.src[0]):
-            raise _fail(program, f"the reduction over {node.arg} is applied to `{node.src[0]}`, which has no index {node.arg}", text, line)
 
 
 def verify(program: Program) -> None:

@@ -4,7 +4,7 @@ returning Programs, and a registry for the CLI and tests.
 >>> from attncomp import variants
 >>> spec = variants.sliding_window(window=128)
 >>> spec.params
-{'window': 128, 'scale': None}
+{'scale': None, 'window': 128}
 """
 
 from .cascades import causal_linear, differential, gated_attention, sigmoid_attention
