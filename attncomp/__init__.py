@@ -7,9 +7,9 @@ FlexAttention, and predicts its speed on GPU models.
 
 from .backends import compile
 from .errors import AttncompError
-from .ir import Program, attention, cascade, param, tensor
+from .ir import Program, analyze, attention, cascade, param, tensor
 
-__all__ = ["AttncompError", "Program", "attention", "cascade", "compile", "param", "tensor", "variants"]
+__all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compile", "param", "tensor", "variants"]
 __version__ = "0.1.0"
 
 

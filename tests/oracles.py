@@ -136,7 +136,7 @@ def mask_oracle(name: str, args: dict, tensors: dict, B: int, H: int, Sq: int, S
     """Dense bool mask [B, H, Sq, Skv] (or broadcastable) for mask variants."""
     i, j = grid(Sq, Skv)
     a = args
-    if name in ("causal", "gqa"):
+    if name in ("causal", "gqa", "differential", "sigmoid_attention", "causal_linear", "gated_attention"):
         return i >= j
     if name == "sliding_window":
         return (i >= j) & (i - j < a["window"])

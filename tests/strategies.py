@@ -14,8 +14,8 @@ from attncomp.ir import expr as E
 LETTERS = ("b", "h", "m", "n")
 PARAMS = {"p": 3, "w": 7, "c": 2}
 # Runtime tensors: an int table indexed by (b, position) and a per-head int vector.
-DOC = E.TensorDecl("doc", ("B", "L"), "int32")
-HEADW = E.TensorDecl("hw", ("H",), "int32")
+DOC = E.TensorDecl("doc", (3, 64), "int32")
+HEADW = E.TensorDecl("hw", (4,), "int32")
 TABLE = E.TensorDecl("tab", (5,), "float32")
 
 small_int = st.integers(-9, 12)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ShapeError, located, user_location
-from ..ir import expr as E
 from ..ir.program import Program
+from ..ir.runtime import check_runtime_tensors
 
 
 @dataclass
@@ -40,37 +40,13 @@ def _shape_error(program: Program, message: str) -> ShapeError:
     return ShapeError(located(f"{program.name}: {message}", user_location()))
 
 
-def _check_runtime(program: Program, decl: E.TensorDecl, t, sizes: dict[str, int], named: dict[str, tuple[int, str]]) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise _shape_error(program, f"runtime tensor {decl.name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != len(decl.dims):
-        raise _shape_error(program, f"runtime tensor {decl} needs {len(decl.dims)} dimension(s), got shape {tuple(t.shape)}")
-    ok = {E.BOOL: t.dtype == torch.bool, E.FLOAT: t.is_floating_point(),
-          E.INT: not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool}[decl.kind]
-    if not ok:
-        raise _shape_error(program, f"runtime tensor {decl} must hold {decl.kind} values, got {t.dtype}")
-    for pos, (dim, size) in enumerate(zip(decl.dims, t.shape)):
-        if isinstance(dim, int):
-            expected, why = dim, "its declared size"
-        elif dim in ("B", "H"):
-            expected, why = sizes["b" if dim == "B" else "h"], ("the batch size" if dim == "B" else "the number of query heads")
-        elif dim in named:
-            expected, why = named[dim][0], f"dimension {dim} of {named[dim][1]}"
-        else:
-            named[dim] = (size, decl.name)
-            continue
-        if size != expected:
-            raise _shape_error(program, f"runtime tensor {decl} has size {size} in dimension {pos} ({dim}), "
-                                        f"but {why} is {expected}")
-
-
 def bind(program: Program, args: tuple, kwargs: dict) -> Bound:
     """Check and bind ``kernel(*args, **kwargs)`` to ``program``."""
     names = [i.name for i in program.inputs]
     if len(args) > len(names):
         raise _shape_error(program, f"takes {len(names)} input tensor(s) ({', '.join(names)}), got {len(args)} positional arguments")
     given = dict(zip(names, args))
-    runtime = dict(program.bindings)
+    runtime = {}
     for key, value in kwargs.items():
         if key in names:
             if key in given:
@@ -119,16 +95,9 @@ def bind(program: Program, args: tuple, kwargs: dict) -> Bound:
             groups[n] = h // hk
         sizes["h"] = h
 
-    named: dict[str, tuple[int, str]] = {}
-    tensors = {}
+    checked = check_runtime_tensors(program, runtime, sizes, user_location())
     device = next(iter(given.values())).device
-    for decl in program.tensors.values():
-        if decl.name not in runtime:
-            dims = ", ".join(map(str, decl.dims))
-            raise _shape_error(program, f"needs runtime tensor {decl.name}[{dims}] ({decl.dtype}): "
-                                        f"call kernel(..., {decl.name}=...)")
-        _check_runtime(program, decl, runtime[decl.name], sizes, named)
-        tensors[decl.name] = runtime[decl.name].to(device)
+    tensors = {k: v.to(device) for k, v in checked.items()}
 
     params = {k: v for k, v in program.params.items()}
     if params.get("scale", 0) is None:

@@ -1,6 +1,7 @@
 """The attncomp IR: index expressions, einsum-cascade Programs, tracing, parsing,
 printing and verification. Imports nothing from backends or the simulator."""
 
+from .analysis import BlockLayout, analyze
 from .attention import SoftmaxParts, attention, cascade, match_softmax
 from .expr import Expr, TensorDecl
 from .parse import parse_program
@@ -9,6 +10,6 @@ from .trace import RuntimeTensor, param, tensor
 from .verify import verify
 
 __all__ = [
-    "Expr", "TensorDecl", "Eqn", "InputDecl", "Program", "SoftmaxParts", "RuntimeTensor",
+    "BlockLayout", "analyze", "Expr", "TensorDecl", "Eqn", "InputDecl", "Program", "SoftmaxParts", "RuntimeTensor",
     "attention", "cascade", "match_softmax", "parse_program", "param", "tensor", "verify",
 ]

@@ -30,11 +30,14 @@ class Value(NamedTuple):
 
 @dataclass
 class Env:
-    """What an evaluation needs: letter order and values, runtime tensors, params, cascade
-    tensors (``refs``: tensor + the letters of its dimensions) and the evaluated mask."""
+    """What an evaluation needs: letter order and the values each index letter takes (a 1-D
+    tensor, or a Value over other letters, e.g. per-tile sample points), runtime tensors,
+    params, cascade tensors (``refs``: tensor + the letters of its dimensions) and the
+    evaluated mask. ``checked=False`` skips the data-dependent bounds and zero-divisor
+    checks, for use inside traced code (FlexAttention's vmap)."""
 
     order: tuple[str, ...]
-    index: dict[str, torch.Tensor]
+    index: dict[str, "torch.Tensor | Value"]
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     params: dict[str, int | float] = field(default_factory=dict)
     refs: dict[str, Value] = field(default_factory=dict)
@@ -43,6 +46,7 @@ class Env:
     float_dtype: torch.dtype = torch.float64
     variant: str = "program"
     where: object = None
+    checked: bool = True
 
 
 def align(v: Value, letters: tuple[str, ...]) -> torch.Tensor:
@@ -75,13 +79,13 @@ def _as(v: torch.Tensor, kind: str, env: Env) -> torch.Tensor:
 
 
 def _div_guard(fn, a, b, env):
-    if not b.is_floating_point() and bool((b == 0).any()):
+    if env.checked and not b.is_floating_point() and bool((b == 0).any()):
         raise AttncompError(located(f"{env.variant}: integer division or modulo by zero", env.where))
     return fn(a, b)
 
 
 def _int_pow(a, b, env):
-    if not b.is_floating_point() and bool((b < 0).any()):
+    if env.checked and not b.is_floating_point() and bool((b < 0).any()):
         raise AttncompError(located(f"{env.variant}: an integer raised to a negative power; use float(x) ** y", env.where))
     return torch.pow(a, b)
 
@@ -114,7 +118,8 @@ class _Evaluator:
     def eval(self, e: E.Expr) -> Value:
         env, op = self.env, e.op
         if op == "var":
-            return Value(env.index[e.arg], (e.arg,))
+            idx = env.index[e.arg]
+            return idx if isinstance(idx, Value) else Value(idx, (e.arg,))
         if op == "const":
             dtype = {E.BOOL: torch.bool, E.INT: torch.int64, E.FLOAT: env.float_dtype}[e.dtype]
             return Value(torch.tensor(e.arg, dtype=dtype), ())
@@ -178,7 +183,7 @@ class _Evaluator:
         aligned = []
         for pos, (v, sub) in enumerate(zip(idx, e.src)):
             ix = align(v, letters)
-            lo, hi = (int(ix.min()), int(ix.max())) if ix.numel() else (0, 0)
+            lo, hi = (int(ix.min()), int(ix.max())) if ix.numel() and env.checked else (0, 0)
             if lo < 0 or hi >= t.shape[pos]:
                 raise AttncompError(located(
                     f"{env.variant}: index {pos} of {decl.name} is `{sub}`, which takes values {lo}..{hi}, "
@@ -245,3 +250,22 @@ def dense_mask(mask: E.Expr | None, q_len: int, kv_len: int, tensors: dict | Non
               params={k: v for k, v in (params or E.params_of(mask)).items() if v is not None}, variant=variant)
     v = evaluate(mask, env)
     return align(v, E.MASK_LETTERS).expand(shape)
+
+
+def mask_mod(mask: E.Expr, tensors: dict | None = None, params: dict | None = None, variant: str = "mask"):
+    """A FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` that interprets ``mask`` with torch
+    ops: broadcasting, vmap- and compile-friendly (no data-dependent checks).
+
+    >>> import torch
+    >>> from attncomp.ir.expr import var, binary
+    >>> fn = mask_mod(binary("ge", var("m"), var("n")))
+    >>> fn(torch.tensor(0), torch.tensor(0), torch.tensor(3), torch.tensor(5)).item()
+    False
+    """
+    values = {k: v for k, v in (params if params is not None else E.params_of(mask)).items() if v is not None}
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        index = {"b": Value(b, ()), "h": Value(h, ()), "m": Value(q_idx, ()), "n": Value(kv_idx, ())}
+        env = Env(order=(), index=index, tensors=dict(tensors or {}), params=values, variant=variant, checked=False)
+        return evaluate(mask, env).t
+    return mask_mod

@@ -35,3 +35,22 @@ def mask_picture(grid: torch.Tensor, max_cells: int = 64) -> str:
     for crow, trow in zip(count.tolist(), total.tolist()):
         chars.append("".join(EMPTY if c == 0 else FULL if c == t else PARTIAL for c, t in zip(crow, trow)))
     return "\n".join(chars)
+
+
+def write_png(path: str, rgb) -> None:
+    """Write an ``[H, W, 3]`` uint8 array as a PNG (zlib-compressed, no dependencies)."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    height, width, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(height))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))

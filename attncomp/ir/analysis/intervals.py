@@ -1,0 +1,285 @@
+"""Three-valued interval/affine evaluation of masks over many rectangles at once.
+
+Each rectangle fixes ``b`` and ``h`` and gives ranges ``m in [mlo, mhi]``,
+``n in [nlo, nhi]``. An integer or float subexpression is bounded by an affine form
+``cm*m + cn*n + r`` with ``r in [lo, hi]``; keeping the coefficients of ``m`` and ``n``
+exact lets ``(m - n) - (m - 100)`` cancel to ``100 - n`` instead of widening, the
+weakness of plain interval arithmetic (Moore's dependency problem). A boolean
+subexpression is a pair (can be true, can be false): true and not false means the mask
+holds on the whole rectangle, false and not true means it holds nowhere, both means
+undecided. Everything is sound (never claims more than holds); undecided rectangles are
+refined by the caller. Arrays are float64 (exact for integers below 2**53), one entry per
+rectangle, with +-inf for unbounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import expr as E
+
+INF = np.inf
+
+
+@dataclass
+class Aff:
+    """``cm*m + cn*n + r`` with ``r`` in ``[lo, hi]`` (per-rectangle arrays)."""
+
+    cm: np.ndarray
+    cn: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+@dataclass
+class Tri:
+    """A boolean over a rectangle: whether it can be true, whether it can be false."""
+
+    t: np.ndarray
+    f: np.ndarray
+
+
+@dataclass
+class Box:
+    """The rectangles: b, h (points) and the m, n ranges, each an array of length R."""
+
+    b: np.ndarray
+    h: np.ndarray
+    mlo: np.ndarray
+    mhi: np.ndarray
+    nlo: np.ndarray
+    nhi: np.ndarray
+
+
+def _nan0(x):
+    return np.nan_to_num(x, nan=0.0, posinf=INF, neginf=-INF)
+
+
+def total(a: Aff, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    """Exact range of the affine part over the rectangle plus the remainder interval."""
+    m1, m2 = _nan0(a.cm * box.mlo), _nan0(a.cm * box.mhi)
+    n1, n2 = _nan0(a.cn * box.nlo), _nan0(a.cn * box.nhi)
+    return a.lo + np.minimum(m1, m2) + np.minimum(n1, n2), a.hi + np.maximum(m1, m2) + np.maximum(n1, n2)
+
+
+def interval(lo, hi, like) -> Aff:
+    zero = np.zeros_like(like, dtype=np.float64)
+    return Aff(zero, zero, np.asarray(lo, dtype=np.float64) + zero, np.asarray(hi, dtype=np.float64) + zero)
+
+
+def _corners(fn, alo, ahi, blo, bhi):
+    with np.errstate(all="ignore"):
+        vals = [_nan0(fn(x, y)) for x in (alo, ahi) for y in (blo, bhi)]
+    return np.minimum.reduce(vals), np.maximum.reduce(vals)
+
+
+def _floordiv(alo, ahi, dlo, dhi):
+    safe = (dlo > 0) | (dhi < 0)
+    lo, hi = _corners(lambda x, y: np.floor(x / y), alo, ahi, np.where(safe, dlo, 1), np.where(safe, dhi, 1))
+    return np.where(safe, lo, -INF), np.where(safe, hi, INF)
+
+
+def _mod(alo, ahi, dlo, dhi):
+    point = (dlo == dhi) & np.isfinite(dlo) & (dlo != 0)
+    d = np.where(point, dlo, 1.0)
+    finite = np.isfinite(alo) & np.isfinite(ahi)
+    same_period = finite & (np.floor(np.where(finite, alo, 0) / d) == np.floor(np.where(finite, ahi, 0) / d))
+    exact_lo, exact_hi = np.mod(np.where(finite, alo, 0), d), np.mod(np.where(finite, ahi, 0), d)
+    # Python's % takes the divisor's sign: results in [0, d-1] for d > 0, [d+1, 0] for d < 0
+    lo = np.where(dlo > 0, 0.0, np.where(dhi < 0, dlo + 1, -INF))
+    hi = np.where(dlo > 0, dhi - 1, np.where(dhi < 0, 0.0, INF))
+    return np.where(point & same_period, exact_lo, lo), np.where(point & same_period, exact_hi, hi)
+
+
+def _next_pow2_minus1(x):
+    with np.errstate(all="ignore"):
+        return np.where(np.isfinite(x) & (x > 0), 2.0 ** np.ceil(np.log2(np.maximum(x, 1) + 1)) - 1, np.where(x == 0, 0, INF))
+
+
+def _bitwise(op, alo, ahi, blo, bhi):
+    points = (alo == ahi) & (blo == bhi) & np.isfinite(alo) & np.isfinite(blo)
+    fn = {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}[op]
+    exact = fn(np.where(points, alo, 0).astype(np.int64), np.where(points, blo, 0).astype(np.int64)).astype(np.float64)
+    nonneg = (alo >= 0) & (blo >= 0)
+    top = _next_pow2_minus1(np.maximum(ahi, bhi))
+    lo = {"and": 0.0 * alo, "or": np.maximum(alo, blo), "xor": 0.0 * alo}[op]
+    hi = {"and": np.minimum(ahi, bhi), "or": top, "xor": top}[op]
+    lo, hi = np.where(nonneg, lo, -INF), np.where(nonneg, hi, INF)
+    return np.where(points, exact, lo), np.where(points, exact, hi)
+
+
+def _shift(op, alo, ahi, slo, shi):
+    ok = (slo >= 0) & np.isfinite(shi) & (shi < 62)
+    scale = (lambda x, s: x * 2.0 ** s) if op == "lshift" else (lambda x, s: np.floor(x / 2.0 ** s))
+    lo, hi = _corners(scale, alo, ahi, np.where(ok, slo, 0), np.where(ok, shi, 0))
+    return np.where(ok, lo, -INF), np.where(ok, hi, INF)
+
+
+def _pow(alo, ahi, blo, bhi):
+    ok = (alo >= 0) & (blo >= 0)
+    lo, hi = _corners(np.power, np.where(ok, alo, 0), np.where(ok, ahi, 0), np.where(ok, blo, 0), np.where(ok, bhi, 0))
+    return np.where(ok, lo, -INF), np.where(ok, hi, INF)
+
+
+def _trunc(x):
+    return np.where(np.isfinite(x), np.trunc(np.nan_to_num(x)), x)
+
+
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+_MONOTONE = {
+    "exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt, "tanh": np.tanh,
+    "sigmoid": lambda x: 0.5 * (1 + np.tanh(0.5 * x)), "relu": lambda x: np.maximum(x, 0), "elu": _elu,
+    "floor": np.floor, "ceil": np.ceil, "int": _trunc, "float": lambda x: x,
+}
+
+LoadFn = Callable[[E.TensorDecl, list[tuple[np.ndarray, np.ndarray]]], tuple[np.ndarray, np.ndarray]]
+
+
+class IntervalEvaluator:
+    """Evaluate a mask expression over a Box. ``load(decl, index_ranges)`` returns the
+    min/max of a runtime tensor over the index box (see ``summaries``)."""
+
+    def __init__(self, box: Box, params: dict, load: LoadFn):
+        self.box, self.params, self.load_fn = box, params, load
+        self.memo: dict = {}
+        self.like = box.mlo
+
+    def __call__(self, e: E.Expr):
+        if e not in self.memo:
+            self.memo[e] = self.eval(e)
+        return self.memo[e]
+
+    def aff(self, e: E.Expr) -> Aff:
+        v = self(e)
+        if isinstance(v, Tri):  # a bool in arithmetic is 0 or 1
+            return interval(np.where(v.f, 0.0, 1.0), np.where(v.t, 1.0, 0.0), self.like)
+        return v
+
+    def rng(self, e: E.Expr):
+        return total(self.aff(e), self.box)
+
+    def eval(self, e: E.Expr):
+        op, box, like = e.op, self.box, self.like
+        if op == "var":
+            one, zero = np.ones_like(like), np.zeros_like(like)
+            if e.arg == "m":
+                return Aff(one, zero, zero, zero)
+            if e.arg == "n":
+                return Aff(zero, one, zero, zero)
+            value = box.b if e.arg == "b" else box.h
+            return interval(value, value, like)
+        if op in ("const", "param"):
+            value = e.arg if op == "const" else self.params[e.arg[0]]
+            if e.dtype == E.BOOL:
+                return Tri(np.full(like.shape, bool(value)), np.full(like.shape, not value))
+            return interval(float(value), float(value), like)
+        if op == "load":
+            lo, hi = self.load_fn(e.arg, [self.rng(s) for s in e.src])
+            if e.dtype == E.BOOL:
+                return Tri(hi > 0, lo <= 0)
+            return interval(lo, hi, like)
+        if e.dtype == E.BOOL:
+            return self.boolean(e)
+        return self.numeric(e)
+
+    def boolean(self, e: E.Expr) -> Tri:
+        op = e.op
+        if op in E.COMPARE:
+            a, b = self.aff(e.src[0]), self.aff(e.src[1])
+            lo, hi = total(Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo), self.box)
+            unknown = np.isnan(lo) | np.isnan(hi)
+            always = {"lt": hi < 0, "le": hi <= 0, "gt": lo > 0, "ge": lo >= 0,
+                      "eq": (lo == 0) & (hi == 0), "ne": (lo > 0) | (hi < 0)}[op]
+            never = {"lt": lo >= 0, "le": lo > 0, "gt": hi <= 0, "ge": hi < 0,
+                     "eq": (lo > 0) | (hi < 0), "ne": (lo == 0) & (hi == 0)}[op]
+            return Tri(~never | unknown, ~always | unknown)
+        if op == "invert":
+            x = self(e.src[0])
+            return Tri(x.f, x.t)
+        if op == "where":
+            c, x, y = (self(s) for s in e.src)
+            return Tri((c.t & x.t) | (c.f & y.t), (c.t & x.f) | (c.f & y.f))
+        a, b = self(e.src[0]), self(e.src[1])
+        if op == "and":
+            return Tri(a.t & b.t, a.f | b.f)
+        if op == "or":
+            return Tri(a.t | b.t, a.f & b.f)
+        if op == "xor":
+            return Tri((a.t & b.f) | (a.f & b.t), (a.t & b.t) | (a.f & b.f))
+        raise ValueError(f"no interval rule for boolean op {op}")
+
+    def numeric(self, e: E.Expr) -> Aff:
+        op, like = e.op, self.like
+        if op in ("add", "sub"):
+            a, b = self.aff(e.src[0]), self.aff(e.src[1])
+            if op == "add":
+                return Aff(a.cm + b.cm, a.cn + b.cn, a.lo + b.lo, a.hi + b.hi)
+            return Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo)
+        if op == "neg":
+            a = self.aff(e.src[0])
+            return Aff(-a.cm, -a.cn, -a.hi, -a.lo)
+        if op == "mul":
+            return self.mul(self.aff(e.src[0]), self.aff(e.src[1]))
+        if op == "where":
+            c = self(e.src[0])
+            (xlo, xhi), (ylo, yhi) = self.rng(e.src[1]), self.rng(e.src[2])
+            lo = np.where(c.t & ~c.f, xlo, np.where(c.f & ~c.t, ylo, np.minimum(xlo, ylo)))
+            hi = np.where(c.t & ~c.f, xhi, np.where(c.f & ~c.t, yhi, np.maximum(xhi, yhi)))
+            return interval(lo, hi, like)
+        if op in E.UNARY:
+            lo, hi = self.rng(e.src[0])
+            if op == "abs":
+                return interval(np.where(lo >= 0, lo, np.where(hi <= 0, -hi, 0.0)), np.maximum(np.abs(lo), np.abs(hi)), like)
+            if op == "invert":  # ~x == -x - 1 on integers
+                return interval(-hi - 1, -lo - 1, like)
+            with np.errstate(all="ignore"):
+                flo, fhi = _MONOTONE[op](lo), _MONOTONE[op](hi)
+            bad = np.isnan(flo) | np.isnan(fhi)
+            return interval(np.where(bad, -INF, flo), np.where(bad, INF, fhi), like)
+        (alo, ahi), (blo, bhi) = self.rng(e.src[0]), self.rng(e.src[1])
+        if op == "minimum":
+            lo, hi = np.minimum(alo, blo), np.minimum(ahi, bhi)
+        elif op == "maximum":
+            lo, hi = np.maximum(alo, blo), np.maximum(ahi, bhi)
+        elif op == "floordiv":
+            lo, hi = _floordiv(alo, ahi, blo, bhi)
+        elif op == "mod":
+            lo, hi = _mod(alo, ahi, blo, bhi)
+        elif op == "truediv":
+            safe = (blo > 0) | (bhi < 0)
+            lo, hi = _corners(np.divide, alo, ahi, np.where(safe, blo, 1), np.where(safe, bhi, 1))
+            lo, hi = np.where(safe, lo, -INF), np.where(safe, hi, INF)
+        elif op == "pow":
+            lo, hi = _pow(alo, ahi, blo, bhi)
+        elif op in ("and", "or", "xor"):
+            lo, hi = _bitwise(op, alo, ahi, blo, bhi)
+        elif op in ("lshift", "rshift"):
+            lo, hi = _shift(op, alo, ahi, blo, bhi)
+        else:
+            raise ValueError(f"no interval rule for {op}")
+        return interval(lo, hi, like)
+
+    def mul(self, a: Aff, b: Aff) -> Aff:
+        (alo, ahi), (blo, bhi) = total(a, self.box), total(b, self.box)
+        lo, hi = _corners(np.multiply, alo, ahi, blo, bhi)
+        b_point = (b.cm == 0) & (b.cn == 0) & (b.lo == b.hi) & np.isfinite(b.lo)
+        a_point = (a.cm == 0) & (a.cn == 0) & (a.lo == a.hi) & np.isfinite(a.lo)
+        k = np.where(b_point, b.lo, np.where(a_point, a.lo, 0.0))
+        base = Aff(np.where(b_point, a.cm, b.cm), np.where(b_point, a.cn, b.cn),
+                   np.where(b_point, a.lo, b.lo), np.where(b_point, a.hi, b.hi))
+        with np.errstate(all="ignore"):
+            r1, r2 = _nan0(base.lo * k), _nan0(base.hi * k)
+        scaled = a_point | b_point
+        return Aff(np.where(scaled, base.cm * k, 0.0), np.where(scaled, base.cn * k, 0.0),
+                   np.where(scaled, np.minimum(r1, r2), lo), np.where(scaled, np.maximum(r1, r2), hi))
+
+
+def classify(mask: E.Expr, box: Box, params: dict, load: LoadFn) -> Tri:
+    """Can the mask be true / false somewhere in each rectangle."""
+    return IntervalEvaluator(box, params, load)(mask)
