@@ -2,6 +2,7 @@
 
     attncomp list
     attncomp show VARIANT [--q-len N] [--kv-len N] [--param k=v ...] [--head H]
+    attncomp analyze VARIANT --q-len 32k [--kv-len N] [--block 128,128] [--json] [--png FILE]
 
 VARIANT is a built-in name (``attncomp list``) or ``path/to/file.py[:name]``.
 """
@@ -71,9 +72,9 @@ def cmd_show(args) -> int:
 
     loaded = load_variant(args.variant, _params(args.param))
     program = loaded.program
-    length = loaded.variant.length(loaded.arguments) if loaded.variant and loaded.variant.length else None
-    q_len = args.q_len or length or 64
-    kv_len = args.kv_len or (length or q_len)
+    if not (loaded.variant and loaded.variant.length) and not args.q_len:
+        args.q_len = 64
+    q_len, kv_len = _lengths(loaded, args)
     print(program)
     if program.mask is None:
         print(f"(no mask: every query attends all {kv_len} keys)")
@@ -85,6 +86,54 @@ def cmd_show(args) -> int:
     print(f"mask at q_len={q_len}, kv_len={kv_len} (batch {args.batch_index}, head {args.head}): "
           f"{kept} of {q_len * kv_len} pairs ({100.0 * kept / (q_len * kv_len):.1f}%)")
     print(mask_picture(grid))
+    return 0
+
+
+def _blocks(text: str) -> tuple[int, int]:
+    parts = [parse_size(x) for x in text.split(",")]
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"--block takes BLOCK_M[,BLOCK_N], got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def _lengths(loaded, args) -> tuple[int, int]:
+    length = loaded.variant.length(loaded.arguments) if loaded.variant and loaded.variant.length else None
+    q_len = length or args.q_len or 4096
+    return q_len, length or args.kv_len or q_len
+
+
+def cmd_analyze(args) -> int:
+    import json
+
+    from .ir.analysis import analyze
+    from .variants.loader import load_variant
+
+    loaded = load_variant(args.variant, _params(args.param))
+    q_len, kv_len = _lengths(loaded, args)
+    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads)
+    layout = analyze(loaded.program, q_len, kv_len, args.block, tensors=tensors, batch=args.batch, heads=args.heads)
+    if args.png:
+        layout.save_png(args.png, h=args.head)
+    summary = layout.summary()
+    if args.json:
+        print(json.dumps(summary | {"stats": layout.stats}, indent=2))
+        return 0
+    c = summary["counts"]
+    total = sum(c.values())
+    print(f"{layout.name}: q_len={q_len} kv_len={kv_len} block={args.block[0]}x{args.block[1]} "
+          f"groups(batch x heads)={layout.shape[0]}x{layout.shape[1]}")
+    print(f"tiles: {c['partial']} partial, {c['full']} full, {c['empty']} empty of {total} "
+          f"({100.0 * (c['partial'] + c['full']) / total:.2f}% visited)")
+    print(f"density (visited tile area): {summary['density']:.4f}   mask density (kept pairs): "
+          f"{summary['mask_density']:.4f}")
+    print(f"bounds: tile-wise {summary['tile_bound']:.2f}x, FLOP-wise {1 / max(summary['mask_density'], 1e-300):.2f}x "
+          "over dense")
+    st = layout.stats
+    print(f"analysis time: {1000 * summary['analysis_time_s']:.1f} ms ({st.get('rectangles', 0)} rectangles classified, "
+          f"{st.get('refined_tiles', 0)} tiles refined, {st.get('dense_boxes', 0)} boxes evaluated point by point)")
+    if args.png:
+        print(f"picture written to {args.png}")
+    print(layout.show(h=args.head))
     return 0
 
 
@@ -100,10 +149,26 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--head", type=int, default=0, help="head to draw (masks may differ per head)")
     show.add_argument("--batch-index", type=int, default=0, help="batch element to draw")
     show.set_defaults(func=cmd_show)
+    an = sub.add_parser("analyze", help="classify every tile as empty/partial/full, exactly")
+    an.add_argument("variant", help="built-in name or path/to/file.py[:name]")
+    an.add_argument("--q-len", type=parse_size, help="query length (default 4096; grids: their token count)")
+    an.add_argument("--kv-len", type=parse_size)
+    an.add_argument("--block", type=_blocks, default=(128, 128), help="BLOCK_M,BLOCK_N (default 128,128)")
+    an.add_argument("--batch", type=int, default=1)
+    an.add_argument("--heads", type=int, default=1)
+    an.add_argument("--head", type=int, default=0, help="head to draw")
+    an.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    an.add_argument("--json", action="store_true", help="print the summary as JSON")
+    an.add_argument("--png", metavar="FILE", help="also write the tile picture as a PNG")
+    an.set_defaults(func=cmd_analyze)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if hasattr(signal, "SIGPIPE") and argv is None:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `attncomp ... | head` ends quietly
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

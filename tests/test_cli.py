@@ -102,3 +102,27 @@ def test_console_script_runs():
     exe = os.path.join(os.path.dirname(sys.executable), "attncomp")
     result = subprocess.run([exe, "show", "causal", "--q-len", "3"], capture_output=True, text=True, check=True)
     assert result.stdout.strip().endswith("█··\n██·\n███")
+
+
+def test_analyze_prints_counts_and_picture(capsys):
+    code, out, _ = run(capsys, "analyze", "causal", "--q-len", "8k")
+    assert code == 0
+    assert "64 partial, 2016 full, 2016 empty" in out
+    assert "mask density (kept pairs): 0.5001" in out
+    assert out.strip().splitlines()[-1].startswith("█") and out.strip().splitlines()[-1].endswith("▒")
+
+
+def test_analyze_json_and_png(capsys, tmp_path):
+    import json
+    png = str(tmp_path / "sw.png")
+    code, out, _ = run(capsys, "analyze", "sliding_window", "--q-len", "8192", "--param", "window=1024",
+                       "--block", "128", "--json", "--png", png)
+    assert code == 0
+    data = json.loads(out)
+    assert data["counts"]["partial"] == 120 and data["counts"]["full"] == 420
+    assert open(png, "rb").read(4) == b"\x89PNG"
+
+
+def test_analyze_grid_variant_uses_its_length(capsys):
+    code, out, _ = run(capsys, "analyze", "neighborhood_2d", "--block", "16,16")
+    assert code == 0 and "q_len=144 kv_len=144" in out

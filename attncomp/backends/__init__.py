@@ -1,15 +1,20 @@
 """Backends: each turns a Program into a kernel callable ``kernel(*inputs, **tensors)``.
 
 - ``reference``: dense torch evaluation of any Program (the oracle).
+- ``flex``: softmax attention through PyTorch's FlexAttention with generated mods and an
+  analytic BlockMask.
+- ``triton``: generated Triton kernels for masks, score mods and cascades.
 """
 
 from __future__ import annotations
 
 from ..errors import AttncompError, located, user_location
 from ..ir.program import Program
+from .flex import FlexKernel
 from .reference import ReferenceKernel
+from .triton import TritonKernel
 
-BACKENDS = {"reference": ReferenceKernel}
+BACKENDS = {"reference": ReferenceKernel, "flex": FlexKernel, "triton": TritonKernel}
 
 
 def compile(spec: Program, backend: str = "reference", **options):

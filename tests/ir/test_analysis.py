@@ -86,12 +86,12 @@ def test_layouts_per_batch_and_head():
 
 
 def test_band_masks_visit_only_the_band():
-    """At 1M tokens (8192 x 8192 = 67M tiles), a sliding window is settled with a few
-    hundred thousand rectangle classifications and no dense tile evaluation."""
+    """At 1M tokens (8192 x 8192 = 67M tiles), a sliding window is settled with about a
+    hundred thousand rectangle classifications and no point-by-point evaluation."""
     layout = ac.analyze(ac.variants.sliding_window(1024), 1 << 20, block=128)
     assert layout.counts["partial"] + layout.counts["full"] < 80_000
     assert layout.stats["rectangles"] < 40 * layout.num_q_blocks
-    assert layout.stats["dense_tiles"] == 0
+    assert layout.stats["dense_boxes"] == 0 and layout.stats["refine_rectangles"] == 0
     causal = ac.analyze(ac.variants.causal(), 1 << 20, block=128)
     assert causal.stats["rectangles"] < 40 * causal.num_q_blocks
     assert causal.counts["full"] == 8192 * 8191 // 2

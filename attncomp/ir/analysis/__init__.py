@@ -21,7 +21,7 @@ from ..runtime import check_runtime_tensors
 from .intervals import IntervalEvaluator
 from .layout import CSR, BlockLayout, from_tiles
 from .summaries import RangeTable
-from .tiles import Grid, PointEvaluator, Rects, resolve_leaves, subdivide
+from .tiles import Grid, PointEvaluator, Rects, refine, resolve_leaves, subdivide
 
 __all__ = ["BlockLayout", "CSR", "analyze"]
 
@@ -116,11 +116,11 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
     _check_loads_in_bounds(program, mask, grid, params, load, values, where)
     stats: dict = {}
     full_rects, leaves = subdivide(mask, grid, params, load, stats)
-    points = PointEvaluator(mask, grid, values, params, program.name)
-    full_tiles, partial_tiles = resolve_leaves(points, leaves, stats)
+    points = PointEvaluator(mask, values, params, program.name)
+    full_tiles, partial_tiles = resolve_leaves(points, grid, params, load, leaves, stats)
 
     def count_partial(layout) -> int:
-        return int(points.dense(partial_tiles, count=True).sum())
+        return int(refine(points, grid, params, load, partial_tiles, count=True).sum())
 
     return from_tiles(grid, full_rects, full_tiles, partial_tiles, shape, name=spec.name,
                       analysis_time_s=time.perf_counter() - start, stats=stats, _count_partial=count_partial,

@@ -55,13 +55,19 @@ class Box:
 
 
 def _nan0(x):
-    return np.nan_to_num(x, nan=0.0, posinf=INF, neginf=-INF)
+    """0 * inf is nan; as a bound of a product with an exact zero it is 0."""
+    x = np.asarray(x, dtype=np.float64)
+    bad = np.isnan(x)
+    if bad.any():
+        x = np.where(bad, 0.0, x)
+    return x
 
 
 def total(a: Aff, box: Box) -> tuple[np.ndarray, np.ndarray]:
-    """Exact range of the affine part over the rectangle plus the remainder interval."""
-    m1, m2 = _nan0(a.cm * box.mlo), _nan0(a.cm * box.mhi)
-    n1, n2 = _nan0(a.cn * box.nlo), _nan0(a.cn * box.nhi)
+    """Exact range of the affine part over the rectangle plus the remainder interval
+    (coefficients and index ranges are finite, so no 0 * inf arises here)."""
+    m1, m2 = a.cm * box.mlo, a.cm * box.mhi
+    n1, n2 = a.cn * box.nlo, a.cn * box.nhi
     return a.lo + np.minimum(m1, m2) + np.minimum(n1, n2), a.hi + np.maximum(m1, m2) + np.maximum(n1, n2)
 
 

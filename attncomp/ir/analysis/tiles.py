@@ -7,9 +7,10 @@ its longer side. Cost grows with the boundary of the pattern, not its area: caus
 attention over 8192 x 8192 tiles settles in about 26 levels of a few thousand
 rectangles each.
 
-Single tiles the intervals cannot settle are decided exactly: first a few sample points
-per tile (corners, centre, edge midpoints) — one true and one false sample prove the tile
-partial — then, only for tiles whose samples all agree, every point of the tile.
+Single tiles the intervals cannot settle are decided exactly: a few sample points per tile
+(corners, centre, edge midpoints) — one true and one false sample prove the tile partial
+— then the same subdivision inside the tile at point resolution, with only boxes of a few
+dozen points evaluated point by point.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from .. import expr as E
 from ..evaluate import Env, Value, align, evaluate
 from .intervals import Box, classify
 
-CHUNK_POINTS = 1 << 22  # points evaluated per batch of dense tiles (32 MiB of int64 per index)
+CHUNK_POINTS = 1 << 22  # points evaluated per batch of boxes (32 MiB of int64 per index)
+SMALL_BOX = 4096
+START_GRID = 16  # the tile grid of each group starts as up to 16 x 16 rectangles  # boxes of at most this many points are evaluated point by point
 
 
 @dataclass
@@ -76,20 +79,42 @@ class Rects:
                    f(self.j0 * grid.bn), f(np.minimum(self.j1 * grid.bn, grid.kv_len) - 1))
 
     def halves(self) -> "Rects":
-        """Each rectangle split in two along its longer side (in tiles)."""
+        """Each rectangle split in two along its longer side."""
         tall = (self.i1 - self.i0) >= (self.j1 - self.j0)
         im, jm = (self.i0 + self.i1) // 2, (self.j0 + self.j1) // 2
         first = Rects(self.g, self.i0, np.where(tall, im, self.i1), self.j0, np.where(tall, self.j1, jm))
         second = Rects(self.g, np.where(tall, im, self.i0), self.i1, np.where(tall, self.j0, jm), self.j1)
         return Rects.concat([first, second])
 
+    def quarters(self) -> "Rects":
+        """Each rectangle split in two along each side longer than one (fewer levels than
+        halving, so less per-level overhead)."""
+        out = self
+        for axis in ("i", "j"):
+            lo, hi = getattr(out, axis + "0"), getattr(out, axis + "1")
+            mid = np.where(hi - lo > 1, (lo + hi) // 2, hi)
+            first = Rects(out.g, out.i0, mid if axis == "i" else out.i1, out.j0, mid if axis == "j" else out.j1)
+            second = Rects(out.g, mid if axis == "i" else out.i0, out.i1, mid if axis == "j" else out.j0, out.j1)
+            both = Rects.concat([first, second])
+            out = both.take((both.i1 > both.i0) & (both.j1 > both.j0))
+        return out
+
+    @staticmethod
+    def grid(groups: int, rows: int, cols: int, per_side: int) -> "Rects":
+        """Each group's ``rows x cols`` tiles cut into up to ``per_side x per_side`` rectangles."""
+        ri = np.unique(np.linspace(0, rows, min(per_side, rows) + 1).astype(np.int64))
+        cj = np.unique(np.linspace(0, cols, min(per_side, cols) + 1).astype(np.int64))
+        g, a, c = np.meshgrid(np.arange(groups), np.arange(len(ri) - 1), np.arange(len(cj) - 1), indexing="ij")
+        g, a, c = g.ravel(), a.ravel(), c.ravel()
+        return Rects(g.astype(np.int64), ri[a], ri[a + 1], cj[c], cj[c + 1])
+
 
 def subdivide(mask: E.Expr, grid: Grid, params: dict, load, stats: dict | None = None) -> tuple[Rects, Rects]:
     """Proven-full rectangles and undecided single tiles (empty space is dropped).
     ``stats`` receives the number of levels and of rectangles the intervals classified."""
-    G = len(grid.group_b)
-    todo = Rects(np.arange(G, dtype=np.int64), np.zeros(G, np.int64), np.full(G, grid.nq, np.int64),
-                 np.zeros(G, np.int64), np.full(G, grid.nk, np.int64))
+    # Start from a coarse grid of rectangles: the top levels of a halving would settle
+    # almost nothing for masks whose pattern spans the whole sequence.
+    todo = Rects.grid(len(grid.group_b), grid.nq, grid.nk, START_GRID)
     full, leaves = [], []
     levels = rects = 0
     while len(todo):
@@ -99,26 +124,24 @@ def subdivide(mask: E.Expr, grid: Grid, params: dict, load, stats: dict | None =
         undecided = tri.t & tri.f
         single = undecided & (todo.i1 - todo.i0 == 1) & (todo.j1 - todo.j0 == 1)
         leaves.append(todo.take(single))
-        todo = todo.take(undecided & ~single).halves()
+        todo = todo.take(undecided & ~single).quarters()
     if stats is not None:
         stats.update(levels=levels, rectangles=rects)
     return Rects.concat(full), Rects.concat(leaves)
 
 
 class PointEvaluator:
-    """Evaluates the mask exactly at points of many tiles, with the IR's own evaluator."""
+    """Evaluates the mask exactly at points, batched over many boxes, with the IR's own
+    evaluator; each box has its own (b, h) and query/key ranges."""
 
-    def __init__(self, mask: E.Expr, grid: Grid, tensors: dict, params: dict, variant: str):
-        self.mask, self.grid, self.tensors, self.params, self.variant = mask, grid, tensors, params, variant
+    def __init__(self, mask: E.Expr, tensors: dict, params: dict, variant: str):
+        self.mask, self.tensors, self.params, self.variant = mask, tensors, params, variant
 
-    def at(self, g: np.ndarray, m: torch.Tensor, m_letters: tuple[str, str],
-           n: torch.Tensor, n_letters: tuple[str, str]) -> torch.Tensor:
-        """Mask values for tile ``t`` of group ``g[t]`` at query indices ``m`` (a tensor over
-        ``m_letters``, e.g. ("t", "i")) and key indices ``n``; bool tensor over the union."""
-        grid = self.grid
-        gt = torch.from_numpy(g)
-        index = {"b": Value(torch.from_numpy(grid.group_b)[gt], ("t",)),
-                 "h": Value(torch.from_numpy(grid.group_h)[gt], ("t",)),
+    def at(self, b, h, m: torch.Tensor, m_letters: tuple[str, str], n: torch.Tensor,
+           n_letters: tuple[str, str]) -> torch.Tensor:
+        """Mask values for box ``t`` (with ``b[t]``, ``h[t]``) at query indices ``m`` (a
+        tensor over ``m_letters``, e.g. ("t", "i")) and key indices ``n``."""
+        index = {"b": Value(torch.from_numpy(b), ("t",)), "h": Value(torch.from_numpy(h), ("t",)),
                  "m": Value(m, m_letters), "n": Value(n, n_letters)}
         env = Env(order=("t", "s", "i", "j"), index=index, tensors=self.tensors, params=self.params,
                   variant=self.variant)
@@ -127,58 +150,105 @@ class PointEvaluator:
         out = tuple(x for x in env.order if x in sizes)
         return align(Value(v.t.to(torch.bool), v.letters), out).expand([sizes[x] for x in out])
 
-    def samples(self, tiles: Rects) -> tuple[np.ndarray, np.ndarray]:
-        """(any sample true, any sample false) per tile, at 11 points spread over the tile."""
-        grid = self.grid
-        fr = torch.tensor([0, 0, 1, 1, 0.5, 0.25, 0.75, 0, 0.5, 1, 0.5], dtype=torch.float64)
-        fc = torch.tensor([0, 1, 0, 1, 0.5, 0.75, 0.25, 0.5, 0, 0.5, 1], dtype=torch.float64)
-        m0, n0 = torch.from_numpy(tiles.i0 * grid.bm), torch.from_numpy(tiles.j0 * grid.bn)
-        hm = torch.clamp(grid.q_len - m0, max=grid.bm) - 1
-        hn = torch.clamp(grid.kv_len - n0, max=grid.bn) - 1
+    def samples(self, b, h, r: Rects) -> tuple[np.ndarray, np.ndarray]:
+        """(some sample true, some sample false) per box (rects in points), at the points of
+        an 8 x 8 lattice spanning it, corners included."""
+        f = torch.linspace(0, 1, 8, dtype=torch.float64)
+        fr, fc = f.repeat_interleave(8), f.repeat(8)
+        m0, n0 = torch.from_numpy(r.i0), torch.from_numpy(r.j0)
+        hm, hn = torch.from_numpy(r.i1 - r.i0 - 1), torch.from_numpy(r.j1 - r.j0 - 1)
         m = m0[:, None] + (fr[None, :] * hm[:, None]).round().long()
         n = n0[:, None] + (fc[None, :] * hn[:, None]).round().long()
-        v = self.at(tiles.g, m, ("t", "s"), n, ("t", "s"))
+        v = self.at(b, h, m, ("t", "s"), n, ("t", "s"))
         return v.any(1).numpy(), (~v).any(1).numpy()
 
-    def dense(self, tiles: Rects, count: bool = False):
-        """Per tile: (all true, any true), or the number of true points with ``count``.
-        Rows/columns past the end are clamped onto the last one, which changes neither."""
-        grid = self.grid
-        per_chunk = max(1, CHUNK_POINTS // (grid.bm * grid.bn))
+    def boxes(self, b, h, r: Rects, count: bool = False):
+        """Every point of each box (rects in points, at most CHUNK_POINTS at a time): per
+        box (any true, any false), or its number of true points with ``count``. Boxes are
+        padded to the largest by repeating their last row/column, which changes neither."""
+        if not len(r):
+            return np.zeros(0, np.int64) if count else (np.zeros(0, bool), np.zeros(0, bool))
+        sm, sn = int((r.i1 - r.i0).max()), int((r.j1 - r.j0).max())
+        per_chunk = max(1, CHUNK_POINTS // (sm * sn))
         outs = []
-        for s in range(0, len(tiles), per_chunk):
-            part = tiles.take(slice(s, s + per_chunk))
-            m = torch.clamp(torch.from_numpy(part.i0 * grid.bm)[:, None] + torch.arange(grid.bm)[None, :], max=grid.q_len - 1)
-            n = torch.clamp(torch.from_numpy(part.j0 * grid.bn)[:, None] + torch.arange(grid.bn)[None, :], max=grid.kv_len - 1)
-            v = self.at(part.g, m, ("t", "i"), n, ("t", "j"))
+        for s in range(0, len(r), per_chunk):
+            sl = slice(s, s + per_chunk)
+            part = r.take(sl)
+            i0, i1 = torch.from_numpy(part.i0)[:, None], torch.from_numpy(part.i1)[:, None]
+            j0, j1 = torch.from_numpy(part.j0)[:, None], torch.from_numpy(part.j1)[:, None]
+            m = torch.minimum(i0 + torch.arange(sm)[None, :], i1 - 1)
+            n = torch.minimum(j0 + torch.arange(sn)[None, :], j1 - 1)
+            v = self.at(b[sl], h[sl], m, ("t", "i"), n, ("t", "j"))
             if count:
-                rows = torch.from_numpy(np.minimum(grid.q_len - part.i0 * grid.bm, grid.bm))
-                cols = torch.from_numpy(np.minimum(grid.kv_len - part.j0 * grid.bn, grid.bn))
-                inside = (torch.arange(grid.bm)[None, :, None] < rows[:, None, None]) & \
-                         (torch.arange(grid.bn)[None, None, :] < cols[:, None, None])
+                inside = (torch.arange(sm)[None, :, None] < (i1 - i0)[:, :, None]) & \
+                         (torch.arange(sn)[None, None, :] < (j1 - j0)[:, :, None])
                 outs.append((v & inside).sum((1, 2)).numpy())
             else:
-                outs.append((v.all(2).all(1).numpy(), v.any(2).any(1).numpy()))
+                outs.append((v.any(2).any(1).numpy(), (~v).any(2).any(1).numpy()))
         if count:
-            return np.concatenate(outs) if outs else np.zeros(0, np.int64)
-        if not outs:
-            return np.zeros(0, bool), np.zeros(0, bool)
+            return np.concatenate(outs)
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
-def resolve_leaves(points: PointEvaluator, leaves: Rects, stats: dict | None = None) -> tuple[Rects, Rects]:
-    """Split undecided tiles into (full, partial) exactly; empty ones are dropped.
-    ``stats`` receives how many tiles were sampled and how many evaluated densely."""
+def _points(grid: Grid, tiles: Rects) -> tuple[np.ndarray, np.ndarray, Rects]:
+    """(b, h, point rectangles) of tiles: tile ``[i0, i1) x [j0, j1)`` covers points
+    ``[i0*bm, min(i1*bm, q_len)) x ...``."""
+    r = Rects(np.arange(len(tiles), dtype=np.int64), tiles.i0 * grid.bm, np.minimum(tiles.i1 * grid.bm, grid.q_len),
+              tiles.j0 * grid.bn, np.minimum(tiles.j1 * grid.bn, grid.kv_len))
+    return grid.group_b[tiles.g], grid.group_h[tiles.g], r
+
+
+def refine(points: PointEvaluator, grid: Grid, params: dict, load, tiles: Rects, count: bool = False,
+           stats: dict | None = None):
+    """Decide tiles the tile-level intervals could not, exactly, by the same subdivision
+    at point resolution: sub-boxes proven all-true or all-false are evidence, boxes of at
+    most SMALL_BOX points are evaluated point by point. Returns per tile (some true, some
+    false) — a tile with both is partial, and its refinement stops early — or, with
+    ``count``, the number of true points per tile."""
+    b, h, todo = _points(grid, tiles)
+    T = len(tiles)
+    pgrid = Grid(grid.q_len, grid.kv_len, 1, 1, b, h)
+    if count:
+        kept = np.zeros(T, dtype=np.int64)
+    else:
+        some_true, some_false = points.samples(b, h, todo)
+    small, rects = [], 0
+    while len(todo):
+        if not count:
+            todo = todo.take(~(some_true & some_false)[todo.g])
+        rects += len(todo)
+        tri = classify(points.mask, todo.box(pgrid), params, load)
+        full, empty = tri.t & ~tri.f, tri.f & ~tri.t
+        if count:
+            np.add.at(kept, todo.g[full], ((todo.i1 - todo.i0) * (todo.j1 - todo.j0))[full])
+        else:
+            some_true[todo.g[full]] = True
+            some_false[todo.g[empty]] = True
+        undecided = tri.t & tri.f
+        tiny = undecided & ((todo.i1 - todo.i0) * (todo.j1 - todo.j0) <= SMALL_BOX)
+        small.append(todo.take(tiny))
+        todo = todo.take(undecided & ~tiny).quarters()
+    small = Rects.concat(small)
     if stats is not None:
-        stats.update(sampled_tiles=len(leaves), dense_tiles=0)
+        stats.update(refined_tiles=T, refine_rectangles=rects, dense_boxes=len(small))
+    if count:
+        np.add.at(kept, small.g, points.boxes(b[small.g], h[small.g], small, count=True))
+        return kept
+    if len(small):
+        if not count:
+            small = small.take(~(some_true & some_false)[small.g])
+        t, f = points.boxes(b[small.g], h[small.g], small)
+        some_true[small.g[t]] = True
+        some_false[small.g[f]] = True
+    return some_true, some_false
+
+
+def resolve_leaves(points: PointEvaluator, grid: Grid, params: dict, load, leaves: Rects,
+                   stats: dict | None = None) -> tuple[Rects, Rects]:
+    """Split undecided tiles into (full, partial) exactly; empty ones are dropped."""
     if not len(leaves):
+        if stats is not None:
+            stats.update(refined_tiles=0, refine_rectangles=0, dense_boxes=0)
         return leaves, leaves
-    some_true, some_false = points.samples(leaves)
-    mixed = some_true & some_false
-    rest = leaves.take(~mixed)
-    if stats is not None:
-        stats["dense_tiles"] = len(rest)
-    all_true, any_true = points.dense(rest)
-    full = rest.take(all_true)
-    partial = Rects.concat([leaves.take(mixed), rest.take(any_true & ~all_true)])
-    return full, partial
+    some_true, some_false = refine(points, grid, params, load, leaves, stats=stats)
+    return leaves.take(some_true & ~some_false), leaves.take(some_true & some_false)

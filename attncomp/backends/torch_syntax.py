@@ -1,0 +1,83 @@
+"""Printing IR expressions as torch code for FlexAttention ``mask_mod``/``score_mod``.
+
+torch's ``//`` and ``%`` on integer tensors already floor like Python, so they print as
+themselves. What needs care: ``min``/``max`` (``torch.minimum`` wants two tensors, so a
+constant bound prints as ``torch.clamp``), booleans in arithmetic (torch adds two bools
+as a logical or; the IR counts them as 0/1, so they are cast with ``.long()``), ``~`` on
+integers (bitwise) versus booleans (logical), ``int(x)`` (truncation, ``.long()``) and
+infinities (``float("inf")``). Parameters print as module constants in capitals.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..ir import expr as E
+from ..ir.printer import PREC_ATOM, Syntax, format_expr
+
+TORCH_CALLS = {
+    "abs": "torch.abs", "exp": "torch.exp", "exp2": "torch.exp2", "log": "torch.log", "log2": "torch.log2",
+    "sqrt": "torch.sqrt", "tanh": "torch.tanh", "sigmoid": "torch.sigmoid", "relu": "torch.relu",
+    "elu": "torch.nn.functional.elu", "floor": "torch.floor", "ceil": "torch.ceil", "where": "torch.where",
+}
+ARITH = {"add", "sub", "mul", "floordiv", "mod", "pow", "neg", "abs", "minimum", "maximum"}
+
+
+def constant_name(param: str) -> str:
+    return param.upper()
+
+
+def _const(value) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return 'float("inf")' if value > 0 else '-float("inf")'
+    return repr(value)
+
+
+def _minmax(node: E.Expr, printer):
+    a, b = node.src
+    fn = "minimum" if node.op == "minimum" else "maximum"
+    bound = "max" if node.op == "minimum" else "min"
+    for x, c in ((a, b), (b, a)):
+        if c.op in ("const", "param") and x.op not in ("const", "param"):
+            return f"torch.clamp({printer.text(x, 0)}, {bound}={printer.text(c, 0)})", PREC_ATOM
+    return f"torch.{fn}({printer.text(a, 0)}, {printer.text(b, 0)})", PREC_ATOM
+
+
+def _cast(node: E.Expr, printer):
+    x = printer.text(node.src[0], PREC_ATOM)
+    return (f"{x}.to(torch.float32)" if node.op == "float" else f"{x}.long()"), PREC_ATOM
+
+
+def _leaf(node: E.Expr, printer):
+    """Parameters print as module constants; other leaves use the generic rules."""
+    if node.op == "param":
+        return constant_name(node.arg[0]), PREC_ATOM
+    return None
+
+
+def torch_syntax() -> Syntax:
+    syntax = Syntax(calls=dict(TORCH_CALLS), const=_const)
+    syntax.override.update({"minimum": _minmax, "maximum": _minmax, "float": _cast, "int": _cast})
+    return syntax
+
+
+def explicit_bool_casts(expr: E.Expr) -> E.Expr:
+    """Every boolean operand of arithmetic as an explicit ``int(...)``: 0 or 1, as in
+    Python (torch adds two bools as a logical or; Triton would keep an int1)."""
+    done: dict[E.Expr, E.Expr] = {}
+    for node in E.walk(expr):
+        src = tuple(done[s] for s in node.src)
+        if node.op in ARITH and node.dtype != E.BOOL:
+            src = tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in src)
+        done[node] = node if src == node.src else E.rebuild(node, src)
+    return done[expr]
+
+
+def torch_code(expr: E.Expr) -> str:
+    """``expr`` as torch code over ``b, h, q_idx, kv_idx, score`` and runtime tensors.
+
+    >>> from attncomp.ir.expr import var, const, binary
+    >>> torch_code(binary("minimum", binary("sub", var("m"), const(3)), const(0)))
+    'torch.clamp(q_idx - 3, max=0)'
+    """
+    return format_expr(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
