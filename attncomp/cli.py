@@ -3,6 +3,7 @@
     attncomp list
     attncomp show VARIANT [--q-len N] [--kv-len N] [--param k=v ...] [--head H]
     attncomp analyze VARIANT --q-len 32k [--kv-len N] [--block 128,128] [--json] [--png FILE]
+    attncomp compile VARIANT --backend triton|flex [-o FILE] [--block 64,64]
 
 VARIANT is a built-in name (``attncomp list``) or ``path/to/file.py[:name]``.
 """
@@ -137,6 +138,23 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .backends import compile as compile_spec
+    from .variants.loader import load_variant
+
+    loaded = load_variant(args.variant, _params(args.param))
+    options = {"block": args.block} if args.block else {}
+    kernel = compile_spec(loaded.program, backend=args.backend, **options)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(kernel.source)
+        print(f"{loaded.program.name}: {args.backend} kernel written to {args.output} "
+              f"({len(kernel.source.splitlines())} lines)")
+    else:
+        print(kernel.source, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attncomp", description="Declarative attention compiler and simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--json", action="store_true", help="print the summary as JSON")
     an.add_argument("--png", metavar="FILE", help="also write the tile picture as a PNG")
     an.set_defaults(func=cmd_analyze)
+    co = sub.add_parser("compile", help="write the generated kernel source (Triton or FlexAttention)")
+    co.add_argument("variant", help="built-in name or path/to/file.py[:name]")
+    co.add_argument("--backend", choices=("triton", "flex"), default="triton")
+    co.add_argument("-o", "--output", metavar="FILE", help="write here (default: print)")
+    co.add_argument("--block", type=_blocks, help="BLOCK_M,BLOCK_N tile (default 64,64 for triton, 128 for flex)")
+    co.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    co.set_defaults(func=cmd_compile)
     return parser
 
 

@@ -1,6 +1,14 @@
 import os
 import sys
 
+# Triton decides between compiler and interpreter when it is imported: without a GPU the
+# Triton backend's kernels run in its interpreter, so choose it before anything imports it.
+if not os.environ.get("CUDA_VISIBLE_DEVICES") and "TRITON_INTERPRET" not in os.environ:
+    import torch as _torch
+
+    if not _torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
 import pytest
 import torch
 

@@ -126,3 +126,16 @@ def test_analyze_json_and_png(capsys, tmp_path):
 def test_analyze_grid_variant_uses_its_length(capsys):
     code, out, _ = run(capsys, "analyze", "neighborhood_2d", "--block", "16,16")
     assert code == 0 and "q_len=144 kv_len=144" in out
+
+
+def test_compile_writes_sources(capsys, tmp_path):
+    out = str(tmp_path / "k.py")
+    code, text, _ = run(capsys, "compile", "document", "--backend", "triton", "-o", out)
+    assert code == 0 and "triton kernel written" in text
+    source = open(out).read()
+    assert "@triton.jit" in source and "def attention(" in source
+    compile(source, out, "exec")
+    code, text, _ = run(capsys, "compile", "sliding_window", "--backend", "flex", "--param", "window=256")
+    assert code == 0 and "WINDOW = 256" in text and "def mask_mod(b, h, q_idx, kv_idx):" in text
+    code, _, err = run(capsys, "compile", "differential", "--backend", "flex")
+    assert code == 2 and "backend='triton'" in err

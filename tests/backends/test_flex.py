@@ -96,32 +96,57 @@ def test_layouts_are_cached_and_follow_runtime_tensors(monkeypatch):
     assert len(calls) == 3
 
 
-def test_source_runs_without_attncomp(tmp_path):
-    spec = ac.variants.document()
-    kernel = ac.compile(spec, backend="flex")
-    q, k, v = (torch.randn(2, 2, 700, 16) for _ in range(3))
-    doc = REGISTRY["document"].example_tensors(REGISTRY["document"].example(700))["doc"]
-    out = kernel(q, k, v, doc=doc)
-    layout = kernel.layout(700, 700, batch=2, heads=2, tensors={"doc": doc})
-    bm = layout.to_block_mask()
-    (tmp_path / "kernel.py").write_text(kernel.source)
-    torch.save({"q": q, "k": k, "v": v, "doc": doc, "out": out, "blocks": [bm.kv_num_blocks, bm.kv_indices,
-                bm.full_kv_num_blocks, bm.full_kv_indices]}, tmp_path / "case.pt")
-    script = f"""
+PRODUCE = """
+import sys, torch, attncomp as ac
+from attncomp.variants import REGISTRY
+torch.manual_seed(0)
+spec = ac.attention(mask=ac.variants.document(), score=ac.variants.softcap(7.5), name="doc_softcap")
+kernel = ac.compile(spec, backend="flex")
+q, k, v = (torch.randn(2, 2, 700, 16) for _ in range(3))
+doc = REGISTRY["document"].example_tensors(REGISTRY["document"].example(700))["doc"]
+out = kernel(q, k, v, doc=doc)
+bm = kernel.padded_layout(700, 700, batch=2, heads=2, tensors={"doc": doc}).to_block_mask()
+open(sys.argv[1] + "/kernel.py", "w").write(kernel.source)
+torch.save({"q": q, "k": k, "v": v, "doc": doc, "out": out,
+            "blocks": [bm.kv_num_blocks, bm.kv_indices, bm.full_kv_num_blocks, bm.full_kv_indices]},
+           sys.argv[1] + "/case.pt")
+"""
+
+CONSUME = """
 import sys, json, torch
 sys.modules["attncomp"] = None  # importing attncomp would fail
-sys.path.insert(0, {str(tmp_path)!r})
+sys.path.insert(0, sys.argv[1])
 import kernel
-case = torch.load({str(tmp_path / 'case.pt')!r})
-mask_mod, _ = kernel.make_mods(case["doc"])
+case = torch.load(sys.argv[1] + "/case.pt")
+lengths = torch.tensor(700), torch.tensor(700)
+mask_mod, _ = kernel.make_mods(case["doc"], *lengths)
 bm = kernel.block_mask_from_blocks(*case["blocks"], 700, 700, mask_mod)
 out = kernel.run(case["q"], case["k"], case["v"], case["doc"], block_mask=bm)
-print(json.dumps({{"equal": bool(torch.equal(out, case["out"]))}}))
+print(json.dumps({"equal": bool(torch.equal(out, case["out"]))}))
 """
+
+
+def test_source_runs_without_attncomp(tmp_path):
+    """Both sides run in fresh processes (torch.compile's choices depend on what a process
+    compiled before), one with attncomp and one where importing it fails."""
     env = dict(os.environ, PYTHONPATH="")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    made = subprocess.run([sys.executable, "-c", PRODUCE, str(tmp_path)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    res = subprocess.run([sys.executable, "-c", CONSUME, str(tmp_path)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {"equal": True}
+
+
+def test_lengths_share_a_compiled_kernel():
+    from torch._dynamo.utils import counters
+    kernel = ac.compile(ac.variants.sliding_window(200), backend="flex")
+    before = counters["stats"]["unique_graphs"]
+    for L in (1100, 1337, 1500, 2048):  # one bucket: 2048
+        q, k, v = (torch.randn(1, 2, L, 16) for _ in range(3))
+        torch.testing.assert_close(kernel(q, k, v), ac.compile(ac.variants.sliding_window(200))(q, k, v),
+                                   atol=2e-5, rtol=1e-4)
+    assert counters["stats"]["unique_graphs"] - before <= 1
 
 
 def test_block_sizes():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ...ir import expr as E
 from ...ir.program import Program
-from .plan import BHMD, QK, X, Plan
+from .plan import QK, X, Plan
 from .syntax import HELPERS, TritonPrinter
 
 RESERVED = {"Out", "Lse", "Stats", "H", "GROUPS", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "tl", "triton", "torch"}
@@ -45,25 +45,23 @@ class _Gen:
         return self.program.input(name).letters
 
     # --- signature ---------------------------------------------------------------------------
-    def params(self) -> list[str]:
-        p = [f"{name}" for name in self.plan.inputs] + ["Out", "Lse", "Stats"]
+    def params(self) -> list[list[str]]:
+        """Kernel parameters, one related group per line."""
+        groups = [list(self.plan.inputs) + ["Out", "Lse", "Stats"]]
         for name in self.plan.inputs:
-            p += [f"stride_{name}_{x}" for x in self.letters(name)]
-        p += [f"stride_Out_{x}" for x in "bhme"]
-        p += ["P_OFF", "P_IDX", "F_OFF", "F_IDX"]
+            groups.append([f"stride_{name}_{x}" for x in self.letters(name)])
+        groups.append([f"stride_Out_{x}" for x in "bhme"])
+        groups.append(["P_OFF", "P_IDX", "F_OFF", "F_IDX"])
         for t in self.tensors:
-            p += [f"{t.name}_ptr"] + [f"{t.name}_s{i}" for i in range(len(t.dims))] + \
-                 [f"{t.name}_n{i}" for i in range(len(t.dims))]
-        p += ["q_len", "kv_len", "H", "GROUPS", "LAYOUT_B", "LAYOUT_H", "NUM_Q_BLOCKS", "sm_scale"]
-        p += [f"{c}: tl.constexpr" for c in ("HEAD_DIM", "HEAD_DIM_V", "GATE_DIM", "BLOCK_M", "BLOCK_N", "BLOCK_D",
-                                             "BLOCK_DV", "BLOCK_C", "STORE_LSE", "COUNT", "DOT_PRECISION")]
-        return p
+            groups.append([f"{t.name}_ptr"] + [f"{t.name}_s{i}" for i in range(len(t.dims))] +
+                          [f"{t.name}_n{i}" for i in range(len(t.dims))])
+        groups.append(["q_len", "kv_len", "H", "GROUPS", "LAYOUT_B", "LAYOUT_H", "NUM_Q_BLOCKS", "sm_scale"])
+        constexpr = lambda names: [f"{c}: tl.constexpr" for c in names]
+        groups.append(constexpr(("HEAD_DIM", "HEAD_DIM_V", "GATE_DIM", "BLOCK_M", "BLOCK_N")))
+        groups.append(constexpr(("BLOCK_D", "BLOCK_DV", "BLOCK_C", "STORE_LSE", "COUNT", "DOT_PRECISION")))
+        return groups
 
     # --- pieces ------------------------------------------------------------------------------
-    def head(self, name: str) -> str:
-        """The head offset of an input: K/V-side inputs (with n) use the grouped head."""
-        return "off_hk" if "n" in self.letters(name) else "off_h"
-
     def load_q(self, i: int) -> list[str]:
         t = self.plan.terms[i]
         name, q = t.scores.q, self.n("q", i)
@@ -182,7 +180,7 @@ class _Gen:
     def kernel(self) -> list[str]:
         ind = lambda lines, k: [(" " * k + line).replace("\n", "\n" + " " * k) for line in lines]
         out = ["@triton.jit", "def attncomp_fwd("]
-        out += [f"    {p}," for p in self.params()]
+        out += ["    " + ", ".join(group) + "," for group in self.params()]
         out += ["):",
                 "    start_m = tl.program_id(0)  # this program's query tile",
                 "    off_bh = tl.program_id(1)",
@@ -193,7 +191,7 @@ class _Gen:
                 "    offs_n = tl.arange(0, BLOCK_N)",
                 "    offs_d = tl.arange(0, BLOCK_D)",
                 "    offs_e = tl.arange(0, BLOCK_DV)",
-                "    offs_c = tl.arange(0, BLOCK_C)",
+                *(["    offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
                 "    q_idx = offs_m[:, None]",
                 "    row_ok = offs_m < q_len",
                 "    qk_scale = sm_scale * LOG2E",
@@ -241,6 +239,7 @@ def generate_source(program: Program, plan: Plan) -> str:
         "importing this module to run it with Triton's interpreter.",
         '"""',
         "import math",
+        "import os",
         "",
         "import torch",
         "import triton",
@@ -250,9 +249,9 @@ def generate_source(program: Program, plan: Plan) -> str:
         f"SCALE = {scale!r}  # None: 1 / sqrt(head_dim)",
     ]
     header += [f"{k.upper()} = tl.constexpr({v!r})" for k, v in params.items()]
-    helpers = [HELPERS[h] for h in sorted(gen.printer.helpers)]
-    wrapper = _wrapper(program, plan)
-    return "\n".join(header + [""] + ["\n" + h for h in helpers] + ["", ""] + kernel + ["", ""] + wrapper) + "\n"
+    helpers = [HELPERS[h].strip() for h in sorted(gen.printer.helpers)]
+    blocks = ["\n".join(header)] + helpers + ["\n".join(kernel), "\n".join(_wrapper(program, plan))]
+    return "\n\n\n".join(blocks) + "\n"
 
 
 def _wrapper(program: Program, plan: Plan) -> list[str]:
@@ -265,6 +264,10 @@ def _wrapper(program: Program, plan: Plan) -> list[str]:
         "    the analysis's compressed rows as int32 tensors on the inputs' device, for groups of shape",
         "    `layout_shape` (batch, heads; 1 where the mask does not depend on it). Returns (out, lse, stats).",
         '    """',
+        f"    out_dtype = {inputs[0]}.dtype",
+        "    if out_dtype == torch.bfloat16 and os.environ.get(\"TRITON_INTERPRET\") == \"1\":",
+        "        # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32",
+        f"        {', '.join(inputs)} = ({', '.join(f'{n}.float()' for n in inputs)},)",
         f"    q, k, v = {plan.terms[0].scores.q}, {plan.terms[0].scores.k}, {plan.v}",
         "    B, H, M, D = q.shape",
         "    N, DV = k.shape[2], v.shape[3]",
@@ -289,6 +292,7 @@ def _wrapper(program: Program, plan: Plan) -> list[str]:
         f"                       HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM={gate_dim}, BLOCK_M=block_m, BLOCK_N=block_n,",
         f"                       BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2({gate_dim}), STORE_LSE=store_lse,",
         "                       COUNT=count, DOT_PRECISION=\"ieee\" if q.dtype == torch.float32 else \"tf32\")",
+        "    out = out.to(out_dtype)",
         "    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 3) if count else None)",
     ]
     return lines

@@ -18,6 +18,7 @@ from ...ir.passes import optimize
 from ...ir.program import Program
 from ..binding import bind
 from ..cache import CallCache
+from ..modules import load_module
 from .codegen import generate_source
 from .plan import lower
 
@@ -33,12 +34,6 @@ def interpreter_ready() -> bool:
         return False
     os.environ["TRITON_INTERPRET"] = "1"
     return True
-
-
-def load_module(source: str, name: str) -> dict:
-    namespace = {"__name__": name}
-    exec(compile(source, f"<{name}>", "exec"), namespace)
-    return namespace
 
 
 class TritonKernel:
