@@ -171,8 +171,8 @@ class FlexKernel:
 
     >>> import torch, attncomp as ac
     >>> kernel = ac.compile(ac.variants.sliding_window(64), backend="flex", compiled=False)
-    >>> print(kernel.source.split("def mask_mod")[1].splitlines()[1].strip())
-    return (q_idx >= kv_idx) & (q_idx - kv_idx < WINDOW)
+    >>> print(kernel.source.split("def mask_mod")[1].splitlines()[2].strip())
+    return inside & ((q_idx >= kv_idx) & (q_idx - kv_idx < WINDOW))
     >>> q = k = v = torch.randn(1, 2, 256, 16)
     >>> out = kernel(q, k, v)
     >>> bool(torch.allclose(out, ac.compile(ac.variants.sliding_window(64))(q, k, v), atol=1e-5))
