@@ -9,8 +9,17 @@ from .backends import compile
 from .errors import AttncompError
 from .ir import Program, analyze, attention, cascade, param, tensor
 
-__all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compile", "param", "tensor", "variants"]
+__all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compile", "param", "simulate", "tensor",
+           "variants"]
 __version__ = "0.1.0"
+
+
+def simulate(spec, hardware="h100", **kwargs):
+    """Predict ``spec``'s time, TFLOP/s and speedup on a GPU model; see
+    :func:`attncomp.simulator.simulate`."""
+    from .simulator import simulate as _simulate
+
+    return _simulate(spec, hardware, **kwargs)
 
 
 def __getattr__(name):

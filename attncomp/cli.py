@@ -4,6 +4,7 @@
     attncomp show VARIANT [--q-len N] [--kv-len N] [--param k=v ...] [--head H]
     attncomp analyze VARIANT --q-len 32k [--kv-len N] [--block 128,128] [--json] [--png FILE]
     attncomp compile VARIANT --backend triton|flex [-o FILE] [--block 64,64]
+    attncomp simulate VARIANT --hardware h100,b200 --q-len 32k --heads 16 --head-dim 128 [--sweep block=64,128]
 
 VARIANT is a built-in name (``attncomp list``) or ``path/to/file.py[:name]``.
 """
@@ -155,6 +156,60 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _sweep(text: str | None) -> tuple[str | None, list]:
+    from .variants.loader import parse_value
+
+    if not text:
+        return None, [None]
+    key, sep, values = text.partition("=")
+    if not sep:
+        raise AttncompError(f"--sweep takes NAME=V1,V2,..., got {text!r}")
+    return key.strip(), [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+
+
+def cmd_simulate(args) -> int:
+    import json
+
+    from .simulator import simulate
+    from .variants.loader import load_variant
+
+    params = _params(args.param)
+    key, values = _sweep(args.sweep)
+    results = []
+    for value in values:
+        block = args.block
+        if key == "block":
+            block = tuple(value) if isinstance(value, tuple) else (value, value)
+        elif key is not None:
+            params = dict(params, **{key: value})
+        loaded = load_variant(args.variant, params)
+        q_len, kv_len = _lengths(loaded, args)
+        tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads)
+        for hw in args.hardware.split(","):
+            est = simulate(loaded.program, hw, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
+                           q_len=q_len, kv_len=kv_len, head_dim=args.head_dim, dtype=args.dtype, block=block,
+                           tensors=tensors, family=args.family)
+            results.append((key, value, est))
+    if args.json:
+        print(json.dumps([dict(e.summary(), sweep={k: v} if k else {}) for k, v, e in results], indent=2, default=str))
+        return 0
+    first = results[0][2].shape
+    print(f"{results[0][2].name}: batch={first['batch']} heads={first['heads']} kv_heads={first['kv_heads']} "
+          f"q_len={first['q_len']} kv_len={first['kv_len']} head_dim={first['head_dim']} {first['dtype']}")
+    head = f"| {key} " if key else ""
+    print(head + "| hardware | family | block | time | TFLOP/s (useful / executed) | speedup vs dense | tile bound | "
+          "FLOP bound | matmul / exp / mem / mask / overhead / imbalance |")
+    print(("|---" if key else "") + "|---|---|---|---|---|---|---|---|---|")
+    for k, v, e in results:
+        parts = " / ".join(f"{100 * e.breakdown[p] / e.time_s:.0f}%" for p in
+                           ("matmul", "exp", "memory", "mask", "overhead", "imbalance"))
+        t = f"{e.time_s * 1e3:.3f} ms" if e.time_s < 1 else f"{e.time_s:.2f} s"
+        print((f"| {v} " if k else "") + f"| {e.hardware} | {e.family} | {e.block[0]}x{e.block[1]} | {t} | "
+              f"{e.tflops:.0f} / {e.executed_tflops:.0f} | {e.speedup:.2f}x | {e.bound:.2f}x | {e.flop_bound:.2f}x | "
+              f"{parts} |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attncomp", description="Declarative attention compiler and simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--block", type=_blocks, help="BLOCK_M,BLOCK_N tile (default 64,64 for triton, 128 for flex)")
     co.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
     co.set_defaults(func=cmd_compile)
+    si = sub.add_parser("simulate", help="predict time and speedup on GPU models")
+    si.add_argument("variant", help="built-in name or path/to/file.py[:name]")
+    si.add_argument("--hardware", default="h100,b200", help="comma-separated: a100,h100,h200,b200,mi300x,cpu")
+    si.add_argument("--q-len", type=parse_size, help="query length (default 4096; grids: their token count)")
+    si.add_argument("--kv-len", type=parse_size)
+    si.add_argument("--batch", type=int, default=1)
+    si.add_argument("--heads", type=int, default=16)
+    si.add_argument("--kv-heads", type=int)
+    si.add_argument("--head-dim", type=int, default=128)
+    si.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
+    si.add_argument("--block", type=_blocks, help="tile (default: the kernel family's)")
+    si.add_argument("--family", help="kernel family (default: the best on each GPU: fa3, fa4, fa2)")
+    si.add_argument("--sweep", metavar="NAME=V1,V2", help="vary block or a variant argument")
+    si.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    si.add_argument("--json", action="store_true")
+    si.set_defaults(func=cmd_simulate)
     return parser
 
 

@@ -139,3 +139,15 @@ def test_compile_writes_sources(capsys, tmp_path):
     assert code == 0 and "WINDOW = 256" in text and "def mask_mod(b, h, q_idx, kv_idx):" in text
     code, _, err = run(capsys, "compile", "differential", "--backend", "flex")
     assert code == 2 and "backend='triton'" in err
+
+
+def test_simulate_table_sweep_and_json(capsys):
+    import json
+    code, out, _ = run(capsys, "simulate", "causal", "--q-len", "16k", "--hardware", "h100,b200",
+                       "--sweep", "block=64,128")
+    assert code == 0 and out.count("| h100-sxm5 |") == 2 and out.count("| b200 |") == 2
+    code, out, _ = run(capsys, "simulate", "sliding_window", "--q-len", "8k", "--hardware", "h100", "--json",
+                       "--sweep", "window=512,2048")
+    data = json.loads(out)
+    assert [d["sweep"]["window"] for d in data] == [512, 2048]
+    assert data[0]["speedup"] > data[1]["speedup"]

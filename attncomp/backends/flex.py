@@ -31,7 +31,7 @@ from ..ir.passes import optimize
 from ..ir.program import Program
 from .binding import bind
 from .cache import CallCache
-from .torch_syntax import constant_name, torch_code
+from .torch_syntax import constant_name, torch_code, torch_lets
 from .modules import load_module
 
 def _signature(names) -> str:
@@ -74,17 +74,27 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
     lines += [f"{constant_name(k)} = {v!r}" for k, v in params.items()]
     lines += [f"SCALE = {parts.scale!r}  # None: 1 / sqrt(head_dim)", f"BLOCK_SIZE = {tuple(block)!r}",
               f"RUNTIME_TENSORS = {tuple(tensors)!r}", "MIN_BUCKET = 128", "", ""]
-    lines.append(f"def make_mods({_signature(tensors + ['q_len', 'kv_len'])}):")
-    lines.append('    """mask_mod and score_mod (None when absent), closed over the runtime tensors and the')
-    lines.append('    true lengths (0-d tensors: new values do not recompile)."""')
-    lines += ["    def mask_mod(b, h, q_idx, kv_idx):",
-              "        inside = (q_idx < q_len) & (kv_idx < kv_len)  # not padding"]
-    lines += [f"        {c}" for c in _clamps(parts.mask)]
-    lines += [f"        return inside & ({mask_line})" if mask_line else "        return inside", ""]
+    lines.append(f"def make_mods({_signature(tensors + ['q_len', 'kv_len', 'padded=False'])}):")
+    lines.append('    """mask_mod and score_mod (None when absent), closed over the runtime tensors. With')
+    lines.append('    ``padded``, positions past the true lengths (0-d tensors, so new values do not')
+    lines.append('    recompile) are masked out and indices clamped so loads stay in range."""')
+    lines += ["    def mask_mod(b, h, q_idx, kv_idx):"]
+    if mask_line:
+        lines += ["        if padded:", "            inside = (q_idx < q_len) & (kv_idx < kv_len)"]
+        lines += [f"            {c}" for c in _clamps(parts.mask)]
+        lets, text = torch_lets(parts.mask)
+        lines += [f"        {name} = {value}" for name, value in lets]
+        lines += [f"        keep = {text}", "        return inside & keep if padded else keep", ""]
+    else:
+        lines += ["        return (q_idx < q_len) & (kv_idx < kv_len)  # only padding to mask", "",
+                  "    if not padded:", "        mask_mod = None", ""]
     if score_line:
         lines += ["    def score_mod(score, b, h, q_idx, kv_idx):"]
-        lines += [f"        {c}" for c in _clamps(parts.score)]
-        lines += [f"        return {score_line}", ""]
+        if _clamps(parts.score):
+            lines += ["        if padded:"] + [f"            {c}" for c in _clamps(parts.score)]
+        lets, text = torch_lets(parts.score)
+        lines += [f"        {name} = {value}" for name, value in lets]
+        lines += [f"        return {text}", ""]
     else:
         lines += ["    score_mod = None", ""]
     lines += ["    return mask_mod, score_mod", "", ""]
@@ -130,11 +140,11 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
         f"def run(q, k, v{''.join(', ' + t for t in tensors)}, block_mask=None, compiled=True):",
         '    """Attention output [B, H, Sq, Dv] for q [B, H, Sq, D] and k, v [B, H_kv, Skv, D]."""',
         "    q_len, kv_len = q.shape[2], k.shape[2]",
-        "    lengths = torch.tensor(q_len, device=q.device), torch.tensor(kv_len, device=q.device)",
-        f"    mask_mod, score_mod = make_mods({_signature(tensors + ['*lengths'])})",
-        "    if block_mask is None:",
-        "        block_mask = dense_block_mask(mask_mod, q.shape[0], q.shape[1], q_len, kv_len, q.device)",
         "    pq, pk = bucket(q_len), bucket(kv_len)",
+        "    lengths = torch.tensor(q_len, device=q.device), torch.tensor(kv_len, device=q.device)",
+        f"    mask_mod, score_mod = make_mods({_signature(tensors + ['*lengths', 'padded=(pq, pk) != (q_len, kv_len)'])})",
+        "    if block_mask is None and mask_mod is not None:",
+        "        block_mask = dense_block_mask(mask_mod, q.shape[0], q.shape[1], q_len, kv_len, q.device)",
         "    out = attend(compiled)(_pad(q, pq), _pad(k, pk), _pad(v, pk), score_mod=score_mod, block_mask=block_mask,",
         "                           scale=SCALE, enable_gqa=k.shape[1] != q.shape[1])",
         "    return out[:, :, :q_len]",
@@ -171,8 +181,8 @@ class FlexKernel:
 
     >>> import torch, attncomp as ac
     >>> kernel = ac.compile(ac.variants.sliding_window(64), backend="flex", compiled=False)
-    >>> print(kernel.source.split("def mask_mod")[1].splitlines()[2].strip())
-    return inside & ((q_idx >= kv_idx) & (q_idx - kv_idx < WINDOW))
+    >>> print([line.strip() for line in kernel.source.splitlines() if line.strip().startswith("keep =")][0])
+    keep = (q_idx >= kv_idx) & (q_idx - kv_idx < WINDOW)
     >>> q = k = v = torch.randn(1, 2, 256, 16)
     >>> out = kernel(q, k, v)
     >>> bool(torch.allclose(out, ac.compile(ac.variants.sliding_window(64))(q, k, v), atol=1e-5))
@@ -204,18 +214,23 @@ class FlexKernel:
 
     def padded_layout(self, q_len: int, kv_len: int, batch: int = 1, heads: int = 1, tensors: dict | None = None):
         """The BlockLayout the kernel runs: the padded problem (see :func:`bucket`)."""
-        padded = replace(self.program, mask=padded_mask(self.program.mask, q_len, kv_len))
-        return analyze(padded, bucket(q_len), bucket(kv_len), self.block, tensors=tensors, batch=batch, heads=heads)
+        program = self.program
+        if (bucket(q_len), bucket(kv_len)) != (q_len, kv_len):
+            program = replace(program, mask=padded_mask(program.mask, q_len, kv_len))
+        return analyze(program, bucket(q_len), bucket(kv_len), self.block, tensors=tensors, batch=batch, heads=heads)
 
     def block_mask(self, bound, device):
         """The BlockMask for a bound call, from the cache or a fresh analysis."""
         def build():
             q_len, kv_len = bound.sizes["m"], bound.sizes["n"]
             lengths = (torch.tensor(q_len, device=device), torch.tensor(kv_len, device=device))
-            mask_mod, _ = self.namespace["make_mods"](*(bound.tensors[t] for t in self.program.tensors), *lengths)
-            padded = replace(self.program, mask=padded_mask(self.program.mask, q_len, kv_len))
-            layout = analyze(padded, bucket(q_len), bucket(kv_len), self.block, tensors=bound.tensors,
-                             batch=bound.sizes.get("b", 1), heads=bound.sizes.get("h", 1))
+            padded = (bucket(q_len), bucket(kv_len)) != (q_len, kv_len)
+            mask_mod, _ = self.namespace["make_mods"](*(bound.tensors[t] for t in self.program.tensors), *lengths,
+                                                      padded=padded)
+            if mask_mod is None:
+                return None
+            layout = self.padded_layout(q_len, kv_len, bound.sizes.get("b", 1), bound.sizes.get("h", 1),
+                                        bound.tensors)
             return layout.to_block_mask(mask_mod=mask_mod, device=device)
         return self.cache.get(bound, device, build)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from ..ir import expr as E
-from ..ir.printer import PREC_ATOM, Syntax, format_expr
+from ..ir.printer import PREC_ATOM, Syntax, format_expr, format_lets
 
 TORCH_CALLS = {
     "abs": "torch.abs", "exp": "torch.exp", "exp2": "torch.exp2", "log": "torch.log", "log2": "torch.log2",
@@ -35,6 +35,10 @@ def _const(value) -> str:
 
 def _minmax(node: E.Expr, printer):
     a, b = node.src
+    inner = a if b.op in ("const", "param") else None
+    if node.op == "minimum" and inner is not None and inner.op == "maximum" and inner.src[1].op in ("const", "param"):
+        x, lo = inner.src  # min(max(x, lo), hi) is clamp(x, lo, hi)
+        return f"torch.clamp({printer.text(x, 0)}, {printer.text(lo, 0)}, {printer.text(b, 0)})", PREC_ATOM
     fn = "minimum" if node.op == "minimum" else "maximum"
     bound = "max" if node.op == "minimum" else "min"
     for x, c in ((a, b), (b, a)):
@@ -81,3 +85,9 @@ def torch_code(expr: E.Expr) -> str:
     'torch.clamp(q_idx - 3, max=0)'
     """
     return format_expr(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
+
+
+def torch_lets(expr: E.Expr) -> tuple[list[tuple[str, str]], str]:
+    """Like :func:`torch_code`, with shared subexpressions bound once (``t0 = ...``)."""
+    return format_lets(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
+

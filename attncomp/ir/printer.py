@@ -124,3 +124,41 @@ def format_expr(expr: Expr, syntax: Syntax = CASCADE, names: dict[str, str] | No
     'q_idx >= kv_idx'
     """
     return _Printer(syntax, names or {}, bare or {}, leaf).text(expr, 0)
+
+
+def shared_subexpressions(expr: Expr) -> list[Expr]:
+    """Non-leaf subexpressions used more than once in ``expr``, children first."""
+    from .expr import walk
+
+    uses: dict[Expr, int] = {}
+    for node in walk(expr):
+        for s in node.src:
+            uses[s] = uses.get(s, 0) + 1
+    return [n for n in walk(expr) if uses.get(n, 0) > 1 and n.src and n.op not in ("load",)]
+
+
+def format_lets(expr: Expr, syntax: Syntax = CASCADE, names: dict[str, str] | None = None, leaf=None,
+                prefix: str = "t") -> tuple[list[tuple[str, str]], str]:
+    """``expr`` printed with each shared subexpression computed once: a list of
+    ``(name, text)`` bindings in dependency order, and the final text using them.
+
+    >>> from attncomp.ir.expr import var, const, binary
+    >>> d = binary("sub", var("m"), var("n"))
+    >>> format_lets(binary("and", binary("ge", d, const(0)), binary("lt", d, const(8))))
+    ([('t0', 'm - n')], '(t0 >= 0) & (t0 < 8)')
+    """
+    bound: dict[Expr, str] = {}
+
+    def hook(root):
+        def inner(e: Expr, printer):
+            if e is not root and e in bound:
+                return bound[e], PREC_ATOM
+            return leaf(e, printer) if leaf is not None else None
+        return inner
+
+    lets = []
+    for node in shared_subexpressions(expr):
+        name = f"{prefix}{len(lets)}"
+        lets.append((name, format_expr(node, syntax, names, leaf=hook(node))))
+        bound[node] = name
+    return lets, format_expr(expr, syntax, names, leaf=hook(expr))

@@ -119,7 +119,7 @@ sys.path.insert(0, sys.argv[1])
 import kernel
 case = torch.load(sys.argv[1] + "/case.pt")
 lengths = torch.tensor(700), torch.tensor(700)
-mask_mod, _ = kernel.make_mods(case["doc"], *lengths)
+mask_mod, _ = kernel.make_mods(case["doc"], *lengths, padded=True)
 bm = kernel.block_mask_from_blocks(*case["blocks"], 700, 700, mask_mod)
 out = kernel.run(case["q"], case["k"], case["v"], case["doc"], block_mask=bm)
 print(json.dumps({"equal": bool(torch.equal(out, case["out"]))}))

@@ -1,0 +1,134 @@
+"""Hardware models: GPUs from their datasheets, and the CPU this program runs on, measured.
+
+Every number carries its source. Throughputs are per SM per clock, the unit the tile
+cost model works in: tensor-core FLOPs (dense, not the 2:4-sparse headline), special
+function (exp) results, and FP32/INT32 ALU operations (from the FP32 peak:
+``fp32_tflops / (2 * sms * clock)``, an FMA being two FLOPs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from ..errors import AttncompError
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    sms: int                    # streaming multiprocessors (compute units)
+    clock_ghz: float            # tensor-core clock the dense peak is quoted at
+    tensor_flops_per_clk: float # dense 16-bit tensor FLOPs per SM per clock
+    fp8_factor: float           # fp8 tensor throughput over 16-bit
+    exp_per_clk: float          # special-function (exp) results per SM per clock
+    alu_per_clk: float          # FP32/INT32 ALU ops per SM per clock
+    hbm_gbps: float             # DRAM bandwidth
+    l2_mb: float
+    smem_kb: int                # shared memory per SM (occupancy)
+    generation: str             # "ampere" | "hopper" | "blackwell" | "cdna3" | "cpu"
+    launch_us: float = 4.0      # kernel launch and teardown, a typical measured floor
+    source: str = ""
+
+    @property
+    def peak_tflops(self) -> float:
+        return self.sms * self.tensor_flops_per_clk * self.clock_ghz * 1e9 / 1e12
+
+    @property
+    def hbm_bytes_per_clk_per_sm(self) -> float:
+        return self.hbm_gbps * 1e9 / (self.clock_ghz * 1e9) / self.sms
+
+
+def _alu(fp32_tflops: float, sms: int, clock: float) -> float:
+    return fp32_tflops * 1e12 / (2 * sms * clock * 1e9)
+
+
+GPUS = {
+    # NVIDIA A100 datasheet and whitepaper (312 TF dense BF16, 19.5 TF FP32, 2039 GB/s HBM2e, 40 MB L2);
+    # exp rate: CUDA programming guide arithmetic-throughput table (16 results/clk/SM for SFU ops).
+    "a100": Hardware("a100-sxm4-80gb", 108, 1.41, 2048, 1.0, 16, _alu(19.5, 108, 1.41), 2039, 40, 164, "ampere",
+                     source="NVIDIA A100 datasheet and whitepaper; CUDA programming guide throughput table"),
+    # NVIDIA H100 SXM5 datasheet (989.4 TF dense BF16 = half the sparse figure, 66.9 TF FP32, 3.35 TB/s,
+    # 50 MB L2); FlashAttention-3 paper: 3.9 TFLOPS of special functions (16 exp/clk/SM).
+    "h100": Hardware("h100-sxm5", 132, 1.83, 4096, 2.0, 16, _alu(66.9, 132, 1.83), 3350, 50, 228, "hopper",
+                     source="NVIDIA H100 datasheet; FlashAttention-3 paper"),
+    # NVIDIA H200 datasheet: the H100 die with 4.8 TB/s HBM3e.
+    "h200": Hardware("h200-sxm", 132, 1.83, 4096, 2.0, 16, _alu(66.9, 132, 1.83), 4800, 50, 228, "hopper",
+                     source="NVIDIA H200 datasheet; same die as H100"),
+    # FlashAttention-4 paper/blog: 2.25 PF dense BF16, SFU and shared-memory bandwidth as on H100
+    # (16 exp/clk/SM), 8 TB/s; L2 size uncertain across sources (65.5-126 MB).
+    "b200": Hardware("b200", 148, 1.86, 8192, 2.0, 16, _alu(75, 148, 1.86), 8000, 126, 228, "blackwell",
+                     source="FlashAttention-4 paper/blog; NVIDIA B200 datasheet"),
+    # AMD MI300X datasheet (1307.4 TF dense BF16, 163.4 TF FP32, 5.3 TB/s, 256 MB Infinity Cache is not
+    # L2; 4 MB L2 per XCD x 8 = 32 MB); the exp rate per CU is an assumption (16/clk like NVIDIA).
+    "mi300x": Hardware("mi300x", 304, 2.1, round(1307.4e12 / (304 * 2.1e9)), 2.0, 16, _alu(163.4, 304, 2.1), 5300,
+                       32, 64, "cdna3", source="AMD MI300X datasheet; exp rate per CU assumed"),
+}
+ALIASES = {"h100-sxm5": "h100", "h200-sxm": "h200", "a100-sxm4-80gb": "a100"}
+
+
+def gpu(name: str) -> Hardware:
+    """A GPU model by name (``h100``, ``b200``, ``a100``, ``h200``, ``mi300x``, or ``cpu``)."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key == "cpu":
+        return this_cpu()
+    if key not in GPUS:
+        raise AttncompError(f"unknown hardware {name!r}; known: {', '.join(GPUS)}, cpu")
+    return GPUS[key]
+
+
+# --- the CPU this program runs on ------------------------------------------------------------
+
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "attncomp", "cpu.json")
+
+
+def measure_cpu(threads: int | None = None) -> Hardware:
+    """Measure this CPU as a Hardware: one "SM" per thread; matmul, exp and elementwise
+    throughput and memory bandwidth from short torch runs (about a second)."""
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def best(fn, repeat=5) -> float:
+        fn()
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    flops = 2 * n ** 3 / best(lambda: a @ b)
+    x = torch.randn(1 << 22)
+    exps = x.numel() / best(lambda: torch.exp(x))
+    alu = x.numel() / best(lambda: x * 1.5 + x)
+    big = torch.randn(1 << 25)
+    bandwidth = 2 * big.numel() * 4 / best(lambda: big.clone(), repeat=3)
+    clock = 1.0  # rates are per "clock" of 1 ns: per-thread throughputs in units per ns
+    per = lambda rate: rate / threads / 1e9 / clock
+    return Hardware(f"cpu-{threads}t", threads, clock, per(flops), 1.0, per(exps), per(alu), bandwidth / 1e9, 32,
+                    1 << 20, "cpu", launch_us=20.0,
+                    source=f"measured on this machine ({threads} threads, torch {torch.__version__})")
+
+
+def this_cpu(threads: int | None = None, refresh: bool = False) -> Hardware:
+    """The measured CPU model, cached in ~/.cache/attncomp/cpu.json per thread count."""
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    cache = {}
+    if os.path.exists(CACHE) and not refresh:
+        with open(CACHE) as fh:
+            cache = json.load(fh)
+    key = str(threads)
+    if key not in cache:
+        cache[key] = asdict(measure_cpu(threads))
+        os.makedirs(os.path.dirname(CACHE), exist_ok=True)
+        with open(CACHE, "w") as fh:
+            json.dump(cache, fh, indent=1)
+    return Hardware(**cache[key])

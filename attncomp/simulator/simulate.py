@@ -1,0 +1,140 @@
+"""``simulate``: predicted time, throughput and speedup of a spec on a GPU model."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import AttncompError, located, user_location
+from ..ir.analysis import BlockLayout, analyze
+from ..ir.passes import optimize
+from ..ir.program import Program
+from .costs import tile_work
+from .hardware import Hardware, gpu
+from .model import DEFAULT_FAMILY, FAMILIES, Family, cta_fixed, efficiency, tile_times
+from .schedule import makespan, occupancy
+
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp32": 4, "float32": 4}
+
+
+@dataclass
+class Estimate:
+    """A prediction. ``tflops`` counts useful FLOPs (pairs the mask keeps), ``executed_tflops``
+    all FLOPs of visited tiles; ``speedup`` is over the dense kernel of the same shape under
+    the same model; ``bound`` = total tiles / visited tiles; ``flop_bound`` = 1 / mask
+    density; ``breakdown`` splits ``time_s`` by what limited it."""
+
+    name: str
+    hardware: str
+    family: str
+    time_s: float
+    tflops: float
+    executed_tflops: float
+    speedup: float
+    bound: float
+    flop_bound: float
+    breakdown: dict
+    dense_time_s: float
+    efficiency: float
+    efficiency_source: str
+    block: tuple[int, int]
+    shape: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        out = {k: getattr(self, k) for k in ("name", "hardware", "family", "time_s", "tflops", "executed_tflops",
+                                              "speedup", "bound", "flop_bound", "dense_time_s", "efficiency",
+                                              "efficiency_source")}
+        return out | {"block": list(self.block), "breakdown": self.breakdown, "shape": self.shape}
+
+
+def _tile_counts(layout: BlockLayout, batch: int, heads: int, family: Family) -> tuple[np.ndarray, np.ndarray]:
+    partial, full = layout.row_blocks()
+    shape = (batch, heads, layout.num_q_blocks)
+    partial, full = np.broadcast_to(partial, shape), np.broadcast_to(full, shape)
+    if family.mask_partial_rows:
+        rows = partial > 0
+        partial, full = np.where(rows, partial + full, partial), np.where(rows, 0, full)
+    return partial.astype(np.float64), full.astype(np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _works(spec: Program, bm: int, bn: int, head_dim: int, value_dim: int, nbytes: int):
+    """Tile work of the optimized spec and of its dense version (cached: sweeps reuse it)."""
+    program = optimize(spec)
+    return (tile_work(program, bm, bn, head_dim, value_dim, dtype_bytes=nbytes),
+            tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes))
+
+
+def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, heads: int = 1, kv_heads: int | None = None,
+             q_len: int = 4096, kv_len: int | None = None, head_dim: int = 128, value_dim: int | None = None,
+             dtype: str = "bf16", block: tuple[int, int] | None = None, tensors: dict | None = None,
+             family: str | None = None, order: str | None = None, layout: BlockLayout | None = None,
+             efficiency_table: dict | None = None) -> Estimate:
+    """Predict the time of ``spec`` on ``hardware`` before any kernel exists.
+
+    >>> import attncomp as ac
+    >>> est = ac.simulate(ac.variants.causal(), hardware="h100", heads=16, q_len=16384, head_dim=128)
+    >>> round(est.bound, 2), round(est.flop_bound, 2), est.speedup > 1.8
+    (1.98, 2.0, True)
+    """
+    where = user_location()
+    hw = hardware if isinstance(hardware, Hardware) else gpu(hardware)
+    fam_name = family or DEFAULT_FAMILY[hw.generation]
+    if fam_name not in FAMILIES:
+        raise AttncompError(located(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}", where))
+    fam = FAMILIES[fam_name]
+    if dtype not in DTYPE_BYTES:
+        raise AttncompError(located(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}", where))
+    kv_len = kv_len or q_len
+    kv_heads = kv_heads or heads
+    if heads % kv_heads:
+        raise AttncompError(located(f"{spec.name}: kv_heads={kv_heads} must divide heads={heads}", where))
+    value_dim = value_dim or head_dim
+    bm, bn = block or fam.block(head_dim)
+    if layout is None:
+        layout = analyze(spec, q_len, kv_len, (bm, bn), tensors=tensors, batch=batch, heads=heads)
+    elif layout.block != (bm, bn) or (layout.q_len, layout.kv_len) != (q_len, kv_len):
+        raise AttncompError(located(f"{spec.name}: the layout is for {layout.q_len}x{layout.kv_len} with blocks "
+                                    f"{layout.block}, not {q_len}x{kv_len} with {(bm, bn)}", where))
+    nbytes = DTYPE_BYTES[dtype]
+    work, dense_work = _works(spec, bm, bn, head_dim, value_dim, nbytes)
+    eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)
+    occ = occupancy(hw.smem_kb, bm, bn, head_dim, value_dim, nbytes)
+    slots = hw.sms * occ
+    reuse = min(slots, layout.num_q_blocks * (heads // kv_heads))
+    fp8 = dtype == "fp8"
+
+    def run(w, partial, full):
+        tt = tile_times(w, hw, fam, eff, reuse, fp8)
+        fixed = cta_fixed(w, hw, fam, eff)
+        durations = (fixed + partial * tt.partial + full * tt.full).reshape(-1)
+        span = makespan(durations * occ, slots, order or fam.order)
+        seconds = span / (hw.clock_ghz * 1e9) + hw.launch_us * 1e-6
+        parts = {k: float((partial * tt.parts_partial.get(k, 0) + full * tt.parts_full.get(k, 0)).sum())
+                 for k in ("matmul", "exp", "memory", "mask", "overhead")}
+        parts["overhead"] += fixed * durations.size
+        # the parts sum to the total busy cycles; spread over the slots they are the makespan
+        # less the idle tail, which is the imbalance
+        to_s = lambda cycles: cycles * occ / slots / (hw.clock_ghz * 1e9)
+        breakdown = {k: to_s(v) for k, v in parts.items()}
+        breakdown["imbalance"] = max(0.0, span - durations.sum() * occ / slots) / (hw.clock_ghz * 1e9)
+        breakdown["overhead"] += hw.launch_us * 1e-6
+        return seconds, breakdown
+
+    partial, full = _tile_counts(layout, batch, heads, fam)
+    time_s, breakdown = run(work, partial, full)
+    dense_full = np.full((batch, heads, layout.num_q_blocks), float(layout.num_kv_blocks))
+    dense_s, _ = run(dense_work, np.zeros_like(dense_full), dense_full)
+    per_pair = work.tensor_flops / (bm * bn)
+    useful = layout.mask_density * batch * heads * q_len * kv_len * per_pair
+    executed = float((partial + full).sum()) * work.tensor_flops
+    return Estimate(
+        name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=useful / time_s / 1e12,
+        executed_tflops=executed / time_s / 1e12, speedup=dense_s / time_s, bound=layout.tile_bound,
+        flop_bound=(1 / layout.mask_density) if layout.mask_density > 0 else math.inf, breakdown=breakdown,
+        dense_time_s=dense_s, efficiency=eff, efficiency_source=source, block=(bm, bn),
+        shape={"batch": batch, "heads": heads, "kv_heads": kv_heads, "q_len": q_len, "kv_len": kv_len,
+               "head_dim": head_dim, "dtype": dtype})

@@ -1,0 +1,101 @@
+"""The simulator: datasheet numbers, accuracy on published measurements, model invariants."""
+
+import pytest
+
+import attncomp as ac
+from attncomp.simulator import GPUS, gpu, simulate
+from attncomp.simulator.calibrate import fit, report, rows
+from attncomp.simulator.model import load_efficiencies
+
+# ../shared/data/hardware.csv, the dense BF16 peaks the models must reproduce
+PEAKS = {"a100": 312, "h100": 989.4, "h200": 989.4, "b200": 2250, "mi300x": 1307.4}
+
+
+def test_hardware_peaks_match_datasheets():
+    for name, peak in PEAKS.items():
+        assert gpu(name).peak_tflops == pytest.approx(peak, rel=0.01)
+        assert gpu(name).source
+    assert gpu("h100-sxm5") is GPUS["h100"]
+    with pytest.raises(ac.AttncompError, match="unknown hardware"):
+        gpu("tpu")
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    return {e["id"]: e for e in report(rows(), load_efficiencies())}
+
+
+def test_dense_rows(accuracy):
+    """FA3, FA4 and Triton rows within 10% (exact) / 15% (read off charts). cuDNN rows are
+    within 16%: one efficiency factor cannot fit both its 32K one-head rows (faster) and its
+    long many-head rows (slower) from the same source; the model has no term that tells
+    them apart (see docs)."""
+    for rid, e in accuracy.items():
+        if not rid.startswith("A"):
+            continue
+        limit = 0.16 if e["kernel"] == "cudnn" else (0.10 if e["provenance"] == "exact" else 0.15)
+        assert abs(e["error"]) <= limit, (rid, e["error"])
+
+
+def test_natten_sparse_speedups(accuracy):
+    """NATTEN 1-D rows (never fitted): speedup over dense within 20%, and stride 1 (partial
+    tiles) clearly below the block-sparse strides, as measured."""
+    for rid in ("B1", "B2", "B3", "B4", "B5", "B6"):
+        assert abs(accuracy[rid]["speedup_error"]) <= 0.20, rid
+    for slow, fast in (("B1", "B2"), ("B1", "B3"), ("B4", "B5"), ("B4", "B6")):
+        assert accuracy[slow]["predicted_speedup"] < 0.8 * accuracy[fast]["predicted_speedup"]
+
+
+@pytest.mark.slow
+def test_stored_factors_are_reproducible():
+    assert fit(rows()) == pytest.approx(load_efficiencies(), rel=2e-3)
+
+
+def test_bounds_follow_the_analysis():
+    est = simulate(ac.variants.sliding_window(4096), "h100", heads=8, q_len=32768)
+    layout = ac.analyze(ac.variants.sliding_window(4096), 32768, block=est.block)
+    assert est.bound == pytest.approx(layout.tile_bound)
+    assert est.flop_bound == pytest.approx(1 / layout.mask_density)
+    assert 1 < est.speedup <= est.bound * 1.05
+    assert est.executed_tflops >= est.tflops
+
+
+def test_dense_spec_speedup_is_one_and_breakdown_sums():
+    est = simulate(ac.attention(), "b200", batch=2, heads=16, q_len=8192)
+    assert est.speedup == pytest.approx(1.0)
+    assert sum(est.breakdown.values()) == pytest.approx(est.time_s, rel=0.02)
+    assert est.bound == 1 and est.flop_bound == 1
+
+
+def test_more_work_takes_longer_and_faster_gpus_are_faster():
+    spec = ac.variants.causal()
+    t = [simulate(spec, "h100", heads=16, q_len=L).time_s for L in (4096, 8192, 16384)]
+    assert t[0] < t[1] < t[2]
+    assert simulate(spec, "b200", heads=16, q_len=16384).time_s < t[2] < simulate(spec, "a100", heads=16,
+                                                                                    q_len=16384).time_s
+
+
+def test_partial_tiles_cost_more_than_full_ones():
+    aligned = simulate(ac.variants.neighborhood((32768,), 2048, stride=2048), "h100", q_len=32768)
+    unaligned = simulate(ac.variants.neighborhood((32768,), 2048), "h100", q_len=32768)
+    assert unaligned.breakdown["mask"] > aligned.breakdown["mask"] == 0
+    assert unaligned.time_s > aligned.time_s
+
+
+def test_gqa_and_differential():
+    spec = ac.variants.causal()
+    base = simulate(spec, "h100", heads=32, q_len=8192)
+    gqa = simulate(spec, "h100", heads=32, kv_heads=8, q_len=8192)
+    assert gqa.time_s <= base.time_s * 1.001
+    diff = simulate(ac.variants.differential(), "h100", heads=32, q_len=8192)
+    assert diff.time_s > 1.3 * base.time_s  # two score matmuls and two softmaxes per tile
+    with pytest.raises(ac.AttncompError, match="must divide"):
+        simulate(spec, "h100", heads=32, kv_heads=5)
+
+
+def test_longest_first_trims_causal_imbalance():
+    spec = ac.variants.causal()
+    launch = simulate(spec, "h100", heads=2, q_len=32768, order="launch")
+    longest = simulate(spec, "h100", heads=2, q_len=32768, order="longest-first")
+    assert longest.time_s <= launch.time_s
+    assert longest.breakdown["imbalance"] <= launch.breakdown["imbalance"]
