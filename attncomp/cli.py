@@ -5,6 +5,7 @@
     attncomp analyze VARIANT --q-len 32k [--kv-len N] [--block 128,128] [--json] [--png FILE]
     attncomp compile VARIANT --backend triton|flex [-o FILE] [--block 64,64]
     attncomp simulate VARIANT --hardware h100,b200 --q-len 32k --heads 16 --head-dim 128 [--sweep block=64,128]
+    attncomp report [VARIANT] [--q-len 32k] [--hardware h100,b200] [--out DIR]
 
 VARIANT is a built-in name (``attncomp list``) or ``path/to/file.py[:name]``.
 """
@@ -210,6 +211,41 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+DEFAULT_REPORT = "document"
+CHECK_SIZE = 256
+
+
+def cmd_report(args) -> int:
+    from .report import report
+    from .variants.loader import load_variant
+
+    loaded = load_variant(args.variant, _params(args.param))
+    q_len, kv_len = _lengths(loaded, args)
+    if loaded.variant is None or not loaded.variant.length:
+        q_len = args.q_len or 32768
+        kv_len = args.kv_len or q_len
+    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads)
+    fixed = loaded.variant is not None and loaded.variant.length is not None
+
+    def tensors_for(length: int) -> dict:
+        if fixed:
+            return tensors
+        return example_tensors(loaded, length, length, batch=2, heads=2)
+    check = q_len if fixed else CHECK_SIZE
+    if not args.quiet:
+        print(f"attncomp report: {loaded.program.name} (use --help for options)", file=sys.stderr)
+    rep = report(loaded.program, q_len=q_len, kv_len=kv_len, batch=args.batch, heads=args.heads,
+                 head_dim=args.head_dim, dtype=args.dtype, hardware=tuple(args.hardware.split(",")), tensors=tensors,
+                 tensors_for=tensors_for, check_size=min(check, 2048), progress=not args.quiet)
+    print(rep.summary())
+    print()
+    print(rep.layout.show())
+    if args.out:
+        path = rep.write(args.out)
+        print(f"\nreport written to {path}")
+    return 0 if all(c.ok or c.source is None for c in rep.checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attncomp", description="Declarative attention compiler and simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
     si.add_argument("--json", action="store_true")
     si.set_defaults(func=cmd_simulate)
+    rp = sub.add_parser("report", help="analysis, simulated speedups, kernels and a numerics check in one report")
+    rp.add_argument("variant", nargs="?", default=DEFAULT_REPORT,
+                    help=f"built-in name or path/to/file.py[:name] (default: {DEFAULT_REPORT})")
+    rp.add_argument("--q-len", type=parse_size, help="query length (default 32k; grids: their token count)")
+    rp.add_argument("--kv-len", type=parse_size)
+    rp.add_argument("--batch", type=int, default=1)
+    rp.add_argument("--heads", type=int, default=16)
+    rp.add_argument("--head-dim", type=int, default=128)
+    rp.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
+    rp.add_argument("--hardware", default="h100,b200")
+    rp.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    rp.add_argument("--out", metavar="DIR", help="also write DIR/report.html")
+    rp.add_argument("--quiet", action="store_true", help="no progress lines")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 

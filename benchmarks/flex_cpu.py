@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # every mask and length is one more compile of flex_attention for both sides; torch's default
+    # limit of 8 would make later rows fall back to eager, dense flex_attention
+    torch._dynamo.config.recompile_limit = 256
     print(f"B=1, H={args.heads}, D={args.head_dim}, float32, {args.threads} threads, torch {torch.__version__}")
     print("| mask | tokens | visited tiles | kernel: attncomp-flex | kernel: hand-written flex | kernel ratio | "
           "end-to-end: attncomp | end-to-end: hand-written (compiled mask, warm) | e2e speedup | "

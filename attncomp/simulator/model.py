@@ -104,6 +104,8 @@ def load_efficiencies() -> dict:
 def efficiency(hw: Hardware, family: Family, dtype: str, head_dim: int, table: dict | None = None) -> tuple[float, str]:
     """The fitted efficiency for this (hardware, family, dtype, head dim) and where it came from:
     the exact group, the family's base family, or the mean of the hardware's 16-bit groups."""
+    if hw.generation == "cpu":
+        return 1.0, "measured rates of this CPU"
     table = _efficiency_file() if table is None else table
     dc, hc = dtype_class(dtype), head_dim_class(head_dim)
     for fam in (family.name, family.base):
