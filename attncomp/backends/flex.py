@@ -115,6 +115,14 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
         "                                    BLOCK_SIZE=BLOCK_SIZE, mask_mod=mask_mod, **extra)",
         "",
         "",
+        "def full_block_mask(q_len, kv_len, device):",
+        '    """Every tile full: no mask to apply. (flex_attention without a BlockMask is slower on CPU.)"""',
+        "    nq, nk = -(-bucket(q_len) // BLOCK_SIZE[0]), -(-bucket(kv_len) // BLOCK_SIZE[1])",
+        "    none = torch.zeros(1, 1, nq, dtype=torch.int32, device=device)",
+        "    idx = torch.arange(nk, dtype=torch.int32, device=device).expand(1, 1, nq, nk).contiguous()",
+        "    return block_mask_from_blocks(none, torch.zeros_like(idx), none + nk, idx, q_len, kv_len, None)",
+        "",
+        "",
         "def dense_block_mask(mask_mod, batch, heads, q_len, kv_len, device):",
         '    """Fallback without attncomp: create_block_mask evaluates the mask everywhere."""',
         "    return create_block_mask(mask_mod, batch, heads, bucket(q_len), bucket(kv_len), device=device,",
@@ -146,8 +154,9 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
         "    pq, pk = bucket(q_len), bucket(kv_len)",
         "    lengths = torch.tensor(q_len, device=q.device), torch.tensor(kv_len, device=q.device)",
         f"    mask_mod, score_mod = make_mods({_signature(tensors + ['*lengths', 'padded=(pq, pk) != (q_len, kv_len)'])})",
-        "    if block_mask is None and mask_mod is not None:",
-        "        block_mask = dense_block_mask(mask_mod, q.shape[0], q.shape[1], q_len, kv_len, q.device)",
+        "    if block_mask is None:",
+        "        block_mask = (full_block_mask(q_len, kv_len, q.device) if mask_mod is None else",
+        "                      dense_block_mask(mask_mod, q.shape[0], q.shape[1], q_len, kv_len, q.device))",
         "    out = attend(compiled)(_pad(q, pq), _pad(k, pk), _pad(v, pk), score_mod=score_mod, block_mask=block_mask,",
         "                           scale=SCALE, enable_gqa=k.shape[1] != q.shape[1])",
         "    return out[:, :, :q_len]",
@@ -230,8 +239,8 @@ class FlexKernel:
             padded = (bucket(q_len), bucket(kv_len)) != (q_len, kv_len)
             mask_mod, _ = self.namespace["make_mods"](*(bound.tensors[t] for t in self.program.tensors), *lengths,
                                                       padded=padded)
-            if mask_mod is None:
-                return None
+            if mask_mod is None:  # every tile full
+                return self.namespace["full_block_mask"](q_len, kv_len, device)
             layout = self.padded_layout(q_len, kv_len, bound.sizes.get("b", 1), bound.sizes.get("h", 1),
                                         bound.tensors)
             return layout.to_block_mask(mask_mod=mask_mod, device=device)

@@ -22,6 +22,9 @@ from ..ir import expr as E
 from ..ir.program import Program
 
 SFU = {"exp": 1, "exp2": 1, "log": 1, "log2": 1, "sqrt": 1, "tanh": 2, "sigmoid": 2, "elu": 1}
+# ALU instructions per op: integer division and modulo by a constant compile to a
+# multiply-high, shifts and (for Python's floor semantics) sign fix-ups
+ALU_WEIGHT = {"floordiv": 8, "mod": 8, "pow": 4, "truediv": 4}
 SOFTMAX_ALU = 3   # running max, subtract, sum per element (online softmax)
 SOFTMAX_ROW_SFU = 1  # exp of the max correction per row per tile
 
@@ -48,9 +51,10 @@ class TileWork:
         return self.tensor_flops
 
 
-def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset()) -> tuple[float, float]:
+def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hoisted: bool = True) -> tuple[float, float]:
     """(SFU, ALU) work per tile of the nodes of ``expr`` that vary with the key index ``n``
-    (query-only work is done once per query block, not per tile), by broadcast class."""
+    (query-only work is done once per query block, not per tile), by broadcast class;
+    ``hoisted=False`` counts every node once per element (a kernel that does not hoist)."""
     sfu = alu = 0.0
     for node in E.walk(expr):
         if node.op in ("var", "const", "param", "ref") or node in skip:
@@ -59,7 +63,7 @@ def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset()) -> t
         if "n" not in letters:
             continue
         count = 1.0
-        for x in letters - {"b", "h"}:
+        for x in (letters - {"b", "h"}) if hoisted else {"m", "n"}:
             count *= sizes.get(x, 1)
         if node.op == "softmax":
             sfu += count + SOFTMAX_ROW_SFU * sizes["m"]
@@ -69,7 +73,7 @@ def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset()) -> t
         elif node.op == "load":
             alu += 2 * count  # address arithmetic and the load itself
         else:
-            alu += count
+            alu += ALU_WEIGHT.get(node.op, 1) * count
     return sfu, alu
 
 
@@ -85,7 +89,7 @@ def _top_product(expr: E.Expr) -> frozenset:
 
 
 def tile_work(program: Program, bm: int, bn: int, head_dim: int, value_dim: int | None = None,
-              extra_sizes: dict | None = None, dtype_bytes: int = 2) -> TileWork:
+              extra_sizes: dict | None = None, dtype_bytes: int = 2, hoisted: bool = True) -> TileWork:
     """The per-tile and per-query-block work of ``program`` with ``BM x BN`` tiles.
 
     >>> import attncomp as ac
@@ -116,7 +120,7 @@ def tile_work(program: Program, bm: int, bn: int, head_dim: int, value_dim: int 
     mask_sfu = mask_alu = 0.0
     mask_nodes = 0
     if program.mask is not None:
-        mask_sfu, mask_alu = _weighted_ops(program.mask, sizes)
+        mask_sfu, mask_alu = _weighted_ops(program.mask, sizes, hoisted=hoisted)
         mask_alu += bm * bn  # applying it: one select per element
         mask_nodes = sum(1 for n in E.walk(program.mask) if n.src)
     kv = q = 0.0

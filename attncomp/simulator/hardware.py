@@ -31,6 +31,7 @@ class Hardware:
     generation: str             # "ampere" | "hopper" | "blackwell" | "cdna3" | "cpu"
     launch_us: float = 4.0      # kernel launch and teardown, a typical measured floor
     source: str = ""
+    partial_tile_factor: float | None = None  # measured cost of a partial tile over a full one (CPU)
 
     @property
     def peak_tflops(self) -> float:
@@ -104,16 +105,53 @@ def measure_cpu(threads: int | None = None) -> Hardware:
     n = 1024
     a, b = torch.randn(n, n), torch.randn(n, n)
     flops = 2 * n ** 3 / best(lambda: a @ b)
-    x = torch.randn(1 << 22)
-    exps = x.numel() / best(lambda: torch.exp(x))
-    alu = x.numel() / best(lambda: x * 1.5 + x)
+    # elementwise rates on a cache-resident tile (as inside a kernel), not limited by DRAM
+    x = torch.randn(128 * 128 * threads)
+    out = torch.empty_like(x)
+    loops = 200
+
+    def many(fn):
+        return lambda: [fn() for _ in range(loops)]
+    exps = loops * x.numel() / best(many(lambda: torch.exp(x, out=out)))
+    alu = 2 * loops * x.numel() / best(many(lambda: torch.addcmul(x, x, x, out=out)))
     big = torch.randn(1 << 25)
     bandwidth = 2 * big.numel() * 4 / best(lambda: big.clone(), repeat=3)
     clock = 1.0  # rates are per "clock" of 1 ns: per-thread throughputs in units per ns
     per = lambda rate: rate / threads / 1e9 / clock
     return Hardware(f"cpu-{threads}t", threads, clock, per(flops), 1.0, per(exps), per(alu), bandwidth / 1e9, 32,
-                    1 << 20, "cpu", launch_us=20.0,
+                    2048, "cpu", launch_us=20.0, partial_tile_factor=partial_tile_factor(),
                     source=f"measured on this machine ({threads} threads, torch {torch.__version__})")
+
+
+def partial_tile_factor(length: int = 2048, block: int = 128) -> float:
+    """How much more a partial tile costs than a full one in compiled FlexAttention on this
+    CPU: a block-diagonal mask of 64-token blocks makes every visited 128 x 128 tile
+    partial; compared with the same kernel over all-full tiles."""
+    import torch
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    attend = torch.compile(flex_attention, dynamic=False)
+    q, k, v = (torch.randn(1, 2, length, 64) for _ in range(3))
+    nq = length // block
+    rows = torch.arange(nq, dtype=torch.int32)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return q_idx // 64 == kv_idx // 64
+    one = torch.ones(1, 1, nq, dtype=torch.int32)
+    idx = rows.reshape(1, 1, nq, 1).expand(1, 1, nq, nq).contiguous()
+    diagonal = BlockMask.from_kv_blocks(one, idx, 0 * one, torch.zeros_like(idx), BLOCK_SIZE=block, mask_mod=mask_mod)
+    full_idx = torch.arange(nq, dtype=torch.int32).expand(1, 1, nq, nq).contiguous()
+    full = BlockMask.from_kv_blocks(0 * one, full_idx.clone(), one * nq, full_idx, BLOCK_SIZE=block)  # distinct buffers
+
+    def best(bm) -> float:
+        attend(q, k, v, block_mask=bm)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            attend(q, k, v, block_mask=bm)
+            times.append(time.perf_counter() - start)
+        return min(times)
+    return max(1.0, best(diagonal) / best(full) * nq)
 
 
 def this_cpu(threads: int | None = None, refresh: bool = False) -> Hardware:

@@ -47,6 +47,7 @@ class Family:
     masked_overlap: float = 0.0  # overlap left on masked tiles: the mask sits between the softmax and
     #                              the next matmul, so warp-specialized pipelines serialize there
     exp_emulation: bool = False  # part of the exps as polynomials on the FMA units (FlashAttention-4)
+    hoists_mask: bool = True   # per-row / per-column parts of the mask computed once per row / column
 
     def block(self, head_dim: int) -> tuple[int, int]:
         for d in sorted(self.blocks):
@@ -73,7 +74,7 @@ FAMILIES = {
     "natten-blackwell-fna": Family("natten-blackwell-fna", 1.0, True, mask_partial_rows=True, base="cudnn",
                                    exp_emulation=True),
     # compiled FlexAttention on a CPU: one thread per "SM", no overlap of matmul and softmax
-    "cpu-flex": Family("cpu-flex", 0.0, False),
+    "cpu-flex": Family("cpu-flex", 0.0, False, hoists_mask=False),
 }
 DEFAULT_FAMILY = {"hopper": "fa3", "blackwell": "fa4", "ampere": "fa2", "cdna3": "fa2", "cpu": "cpu-flex"}
 
@@ -150,6 +151,8 @@ def tile_times(work: TileWork, hw: Hardware, family: Family, eff: float, reuse: 
 
     full, pf = one(t_other, family.overlap)
     partial, pp = one(t_other + t_mask, min(family.overlap, family.masked_overlap))
+    if hw.partial_tile_factor:  # measured on this machine (CPU): a partial tile's cost over a full one
+        partial = max(partial, full * hw.partial_tile_factor)
     extra = partial - full
     pp = dict(pf, mask=extra)
     return TileTimes(full, partial, pf, pp)

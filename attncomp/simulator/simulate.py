@@ -61,11 +61,11 @@ def _tile_counts(layout: BlockLayout, batch: int, heads: int, family: Family) ->
 
 
 @functools.lru_cache(maxsize=256)
-def _works(spec: Program, bm: int, bn: int, head_dim: int, value_dim: int, nbytes: int):
+def _works(spec: Program, bm: int, bn: int, head_dim: int, value_dim: int, nbytes: int, hoisted: bool):
     """Tile work of the optimized spec and of its dense version (cached: sweeps reuse it)."""
     program = optimize(spec)
-    return (tile_work(program, bm, bn, head_dim, value_dim, dtype_bytes=nbytes),
-            tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes))
+    return (tile_work(program, bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted),
+            tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted))
 
 
 def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, heads: int = 1, kv_heads: int | None = None,
@@ -100,9 +100,12 @@ def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, h
         raise AttncompError(located(f"{spec.name}: the layout is for {layout.q_len}x{layout.kv_len} with blocks "
                                     f"{layout.block}, not {q_len}x{kv_len} with {(bm, bn)}", where))
     nbytes = DTYPE_BYTES[dtype]
-    work, dense_work = _works(spec, bm, bn, head_dim, value_dim, nbytes)
+    work, dense_work = _works(spec, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)
-    occ = occupancy(hw.smem_kb, bm, bn, head_dim, value_dim, nbytes)
+    ctas = batch * heads * layout.num_q_blocks
+    # co-resident CTAs share their SM: at most what shared memory allows, and no more than
+    # there are CTAs to go round
+    occ = max(1, min(occupancy(hw.smem_kb, bm, bn, head_dim, value_dim, nbytes), -(-ctas // hw.sms)))
     slots = hw.sms * occ
     reuse = min(slots, layout.num_q_blocks * (heads // kv_heads))
     fp8 = dtype == "fp8"
