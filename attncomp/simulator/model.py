@@ -25,7 +25,6 @@ import numpy as np
 
 from .costs import TileWork
 from .hardware import Hardware
-from .schedule import makespan, occupancy
 
 DRAM_LATENCY_US = 0.8   # load-to-use latency of HBM (microbenchmarks put H100/A100 at ~0.5-0.8 us)
 TILE_OVERHEAD_CLK = 64  # loop bookkeeping, barriers and pipeline hand-off per tile

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..ir import attention, param, tensor
+from ..ir import attention, param
 from .masks import _runtime
 from .registry import register
 

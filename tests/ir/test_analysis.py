@@ -1,18 +1,15 @@
 """The block-sparsity analysis equals brute-force classification, exactly."""
 
-import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import attncomp as ac
-from attncomp.ir import expr as E
 from attncomp.ir.attention import SoftmaxParts, softmax_program
 from attncomp.ir.evaluate import dense_mask
-from strategies import DOC, HEADW, bool_exprs
+from strategies import bool_exprs
 
 DOC_VALUES = torch.randint(-3, 5, (3, 64), generator=torch.Generator().manual_seed(1)).to(torch.int32)
 HW_VALUES = torch.tensor([2, -1, 7, 0], dtype=torch.int32)

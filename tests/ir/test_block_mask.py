@@ -3,7 +3,6 @@ FlexAttention's ``create_block_mask`` on the same mask (built here from the inde
 oracle's dense mask), for every library variant with a mask at 2K-4K tokens."""
 
 import pytest
-import torch
 from torch.nn.attention.flex_attention import create_block_mask
 
 import attncomp as ac

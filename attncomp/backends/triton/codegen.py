@@ -67,7 +67,7 @@ class _Gen:
         name, q = t.scores.q, self.n("q", i)
         lines = [f"{q} = tl.load({name} + off_b * stride_{name}_b + off_h * stride_{name}_h"
                  f" + offs_m[:, None] * stride_{name}_m + offs_d[None, :] * stride_{name}_d,",
-                 f"            mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)"]
+                 "            mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)"]
         if t.scores.phi_q is not None or t.kind == "linear":
             phi = self.expr(t.scores.phi_q or X, x=f"{q}.to(tl.float32)")
             lines.append(f"{q} = tl.where(offs_d[None, :] < HEAD_DIM, {phi}, 0.0)  # feature map phi(q)")
@@ -78,7 +78,7 @@ class _Gen:
         name, k = t.scores.k, self.n("k", i)
         lines = [f"{k} = tl.load({name} + off_b * stride_{name}_b + off_hk * stride_{name}_h"
                  f" + kv_idx * stride_{name}_n + offs_d[:, None] * stride_{name}_d,",
-                 f"            mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)"]
+                 "            mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)"]
         if t.scores.phi_k is not None or t.kind == "linear":
             phi = self.expr(t.scores.phi_k or X, x=f"{k}.to(tl.float32)")
             lines.append(f"{k} = tl.where(col_ok & (offs_d[:, None] < HEAD_DIM), {phi}, 0.0)  # phi(k)")

@@ -234,9 +234,8 @@ def refine(points: PointEvaluator, grid: Grid, params: dict, load, tiles: Rects,
     if count:
         np.add.at(kept, small.g, points.boxes(b[small.g], h[small.g], small, count=True))
         return kept
+    small = small.take(~(some_true & some_false)[small.g])  # tiles already proven partial are done
     if len(small):
-        if not count:
-            small = small.take(~(some_true & some_false)[small.g])
         t, f = points.boxes(b[small.g], h[small.g], small)
         some_true[small.g[t]] = True
         some_false[small.g[f]] = True
