@@ -94,6 +94,21 @@ def test_fully_masked_rows_are_zero():
         torch.testing.assert_close(out, ac.compile(spec)(q, k, v), atol=1e-5, rtol=1e-4)
 
 
+def test_offsets_past_two_to_the_31_elements():
+    """A head that starts 2**31 elements into its storage (a 16-head, 1M-token tensor does)
+    is addressed with 64-bit offsets: 32-bit ones wrap and read outside the tensor. Only
+    the touched pages of the 8 GiB storage are ever allocated."""
+    H, S, D = 3, 64, 32
+    stride_h = (1 << 30) + 3 * S * D
+    big = torch.empty(2 * stride_h + 3 * S * D, dtype=torch.float32)
+    qkv = [big.as_strided((1, H, S, D), (0, stride_h, D, 1), i * S * D) for i in range(3)]
+    for x in qkv:
+        x.copy_(torch.randn(1, H, S, D))
+    out = ac.compile(ac.variants.causal(), backend="triton", block=(16, 16))(*qkv)
+    golden = ac.compile(ac.variants.causal())(*(x.double() for x in qkv))
+    torch.testing.assert_close(out.double(), golden, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name,length", [("document", 200), ("neighborhood_2d", None), ("per_head_window", 150),
                                          ("causal_linear", 130)])
 def test_tile_contract(name, length):

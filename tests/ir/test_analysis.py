@@ -82,6 +82,18 @@ def test_layouts_per_batch_and_head():
     assert causal.shape == (1, 1)
 
 
+def test_heads_with_the_same_mask_are_analyzed_once():
+    """`h % shards` makes 7 heads three classes; the layout of every head still equals its
+    own dense evaluation, and the density counts each head."""
+    spec = ac.variants.s2_attention(block=4, shards=3, window=5)
+    layout = ac.analyze(spec, 90, 70, (16, 8), heads=7)
+    assert (layout.stats["groups"], layout.stats["distinct_groups"]) == (7, 3)
+    dense = dense_mask(spec.mask, 90, 70, heads=7)
+    for (b, h, i), sets in brute_force(dense, 16, 8).items():
+        assert layout_sets(layout, b, h, i) == sets
+    assert layout.mask_density == pytest.approx(dense.double().mean().item(), abs=1e-12)
+
+
 def test_band_masks_visit_only_the_band():
     """At 1M tokens (8192 x 8192 = 67M tiles), a sliding window is settled with about a
     hundred thousand rectangle classifications and no point-by-point evaluation."""

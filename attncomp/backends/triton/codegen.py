@@ -65,8 +65,8 @@ class _Gen:
     def load_q(self, i: int) -> list[str]:
         t = self.plan.terms[i]
         name, q = t.scores.q, self.n("q", i)
-        lines = [f"{q} = tl.load({name} + off_b * stride_{name}_b + off_h * stride_{name}_h"
-                 f" + offs_m[:, None] * stride_{name}_m + offs_d[None, :] * stride_{name}_d,",
+        lines = [f"{q} = tl.load({name} + b64 * stride_{name}_b + h64 * stride_{name}_h"
+                 f" + m64[:, None] * stride_{name}_m + offs_d[None, :] * stride_{name}_d,",
                  "            mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)"]
         if t.scores.phi_q is not None or t.kind == "linear":
             phi = self.expr(t.scores.phi_q or X, x=f"{q}.to(tl.float32)")
@@ -76,8 +76,8 @@ class _Gen:
     def load_k(self, i: int) -> list[str]:
         t = self.plan.terms[i]
         name, k = t.scores.k, self.n("k", i)
-        lines = [f"{k} = tl.load({name} + off_b * stride_{name}_b + off_hk * stride_{name}_h"
-                 f" + kv_idx * stride_{name}_n + offs_d[:, None] * stride_{name}_d,",
+        lines = [f"{k} = tl.load({name} + b64 * stride_{name}_b + hk64 * stride_{name}_h"
+                 f" + n64[None, :] * stride_{name}_n + offs_d[:, None] * stride_{name}_d,",
                  "            mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)"]
         if t.scores.phi_k is not None or t.kind == "linear":
             phi = self.expr(t.scores.phi_k or X, x=f"{k}.to(tl.float32)")
@@ -104,6 +104,7 @@ class _Gen:
         lists = "P" if masked else "F"
         lines = [f"start_n = tl.load({lists}_IDX + idx) * BLOCK_N",
                  "kv_idx = (start_n + offs_n)[None, :]",
+                 "n64 = (start_n + offs_n).to(tl.int64)",
                  "col_ok = kv_idx < kv_len"]
         if masked and self.plan.mask is not None:
             lines.append(f"keep = col_ok & ({self.expr(self.plan.mask)})  # the mask: partial tiles only")
@@ -111,8 +112,8 @@ class _Gen:
         else:
             lines.append("keep = col_ok")
         v = self.plan.v
-        lines += [f"v = tl.load({v} + off_b * stride_{v}_b + off_hk * stride_{v}_h"
-                  f" + (start_n + offs_n)[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
+        lines += [f"v = tl.load({v} + b64 * stride_{v}_b + hk64 * stride_{v}_h"
+                  f" + n64[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
                   "            mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)"]
         for i, t in enumerate(self.plan.terms):
             lines += self.load_k(i)
@@ -156,20 +157,20 @@ class _Gen:
                 if t.rowsum:
                     lines.append(f"{self.n('rowsum', i)} += tl.sum({self.n('q', i)} * {self.n('z', i)}[None, :], 1)")
         for j, (x, w) in enumerate(self.plan.gates):
-            lines += [f"x = tl.load({x} + off_b * stride_{x}_b + offs_m[:, None] * stride_{x}_m"
+            lines += [f"x = tl.load({x} + b64 * stride_{x}_b + m64[:, None] * stride_{x}_m"
                       f" + offs_c[None, :] * stride_{x}_c,",
                       "            mask=row_ok[:, None] & (offs_c[None, :] < GATE_DIM), other=0.0)",
-                      f"wg = tl.load({w} + off_h * stride_{w}_h + offs_c[:, None] * stride_{w}_c"
+                      f"wg = tl.load({w} + h64 * stride_{w}_h + offs_c[:, None] * stride_{w}_c"
                       f" + offs_e[None, :] * stride_{w}_e,",
                       "             mask=(offs_c[:, None] < GATE_DIM) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)",
                       f"gate{j} = tl.dot(x.to(tl.float32), wg.to(tl.float32), input_precision=DOT_PRECISION)"]
         lines.append(f"out = {self.expr(self.plan.output)}")
-        lines += ["tl.store(Out + off_b * stride_Out_b + off_h * stride_Out_h + offs_m[:, None] * stride_Out_m"
+        lines += ["tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m"
                   " + offs_e[None, :] * stride_Out_e,",
                   "         out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))"]
         if self.single and self.plan.terms[0].kind == "softmax":
             lines += ["if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows",
-                      "    tl.store(Lse + off_bh * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)"]
+                      "    tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)"]
         lines += ["if COUNT:  # tiles touched and mask evaluations, per program",
                   "    pid = off_bh * NUM_Q_BLOCKS + start_m",
                   "    tl.store(Stats + pid * 3 + 0, n_partial)",
@@ -188,6 +189,8 @@ class _Gen:
                 "    off_h = off_bh % H",
                 "    off_hk = off_h // GROUPS  # grouped-query attention: the K/V head",
                 "    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)",
+                "    # element offsets in 64 bits: b * stride_b + m * stride_m passes 2**31 at 1M tokens",
+                "    b64, h64, hk64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), off_hk.to(tl.int64), offs_m.to(tl.int64)",
                 "    offs_n = tl.arange(0, BLOCK_N)",
                 "    offs_d = tl.arange(0, BLOCK_D)",
                 "    offs_e = tl.arange(0, BLOCK_DV)",

@@ -113,17 +113,49 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
     def load(decl, ranges):
         return tables[decl.name].query(ranges)
 
-    _check_loads_in_bounds(program, mask, grid, params, load, values, where)
-    stats: dict = {}
-    full_rects, leaves = subdivide(mask, grid, params, load, stats)
+    reps, members = _group_classes(mask, grid)
+    rgrid = Grid(q_len, kv_len, bm, bn, grid.group_b[reps], grid.group_h[reps])
+    _check_loads_in_bounds(program, mask, rgrid, params, load, values, where)
+    stats: dict = {"groups": G, "distinct_groups": len(reps)}
+    full_rects, leaves = subdivide(mask, rgrid, params, load, stats)
     points = PointEvaluator(mask, values, params, program.name)
-    full_tiles, partial_tiles = resolve_leaves(points, grid, params, load, leaves, stats)
+    full_tiles, partial_tiles = resolve_leaves(points, rgrid, params, load, leaves, stats)
 
     def count_partial(layout) -> int:
-        return int(refine(points, grid, params, load, partial_tiles, count=True).sum())
+        kept = refine(points, rgrid, params, load, partial_tiles, count=True)
+        return int((kept * members.counts()[partial_tiles.g]).sum())
 
-    return from_tiles(grid, full_rects, full_tiles, partial_tiles, shape, name=spec.name,
-                      analysis_time_s=time.perf_counter() - start, stats=stats, _count_partial=count_partial,
-                      _mask_mod=mask_mod(mask, values, params, program.name))
+    return from_tiles(grid, *(members.expand(r) for r in (full_rects, full_tiles, partial_tiles)), shape,
+                      name=spec.name, analysis_time_s=time.perf_counter() - start, stats=stats,
+                      _count_partial=count_partial, _mask_mod=mask_mod(mask, values, params, program.name))
+
+
+def _group_classes(mask: E.Expr, grid: Grid) -> tuple[np.ndarray, "_Members"]:
+    """Groups whose mask folds to the same expression once ``b`` and ``h`` are substituted
+    have the same layout — ``h % 3 == ...`` over 16 heads is three classes — so only one
+    representative per class is analyzed. Returns the representatives and the members."""
+    from ..passes.fold import fold_expr
+
+    keys: dict[E.Expr, int] = {}
+    cls = np.empty(len(grid.group_b), dtype=np.int64)
+    b, h = E.var("b"), E.var("h")
+    for g, (gb, gh) in enumerate(zip(grid.group_b.tolist(), grid.group_h.tolist())):
+        key = fold_expr(E.substitute(mask, {b: E.const(gb), h: E.const(gh)}))
+        cls[g] = keys.setdefault(key, len(keys))
+    order = np.argsort(cls, kind="stable")
+    offsets = np.searchsorted(cls[order], np.arange(len(keys) + 1))
+    return order[offsets[:-1]], _Members(offsets, order)
+
+
+class _Members(CSR):
+    """Class c's groups are ``indices[offsets[c]:offsets[c + 1]]``."""
+
+    def expand(self, rects: Rects) -> Rects:
+        """Rectangles of the representatives, copied to every group of their class."""
+        sizes = self.counts()[rects.g]
+        copy = rects.take(np.repeat(np.arange(len(rects)), sizes))
+        within = np.arange(len(copy)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        copy.g = self.indices[np.repeat(self.offsets[rects.g], sizes) + within]
+        return copy
 
 

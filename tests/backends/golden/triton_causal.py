@@ -47,6 +47,8 @@ def attncomp_fwd(
     off_h = off_bh % H
     off_hk = off_h // GROUPS  # grouped-query attention: the K/V head
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    # element offsets in 64 bits: b * stride_b + m * stride_m passes 2**31 at 1M tokens
+    b64, h64, hk64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), off_hk.to(tl.int64), offs_m.to(tl.int64)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_e = tl.arange(0, BLOCK_DV)
@@ -56,7 +58,7 @@ def attncomp_fwd(
     n_partial = 0
     n_full = 0
     n_mask = 0
-    q = tl.load(Q + off_b * stride_Q_b + off_h * stride_Q_h + offs_m[:, None] * stride_Q_m + offs_d[None, :] * stride_Q_d,
+    q = tl.load(Q + b64 * stride_Q_b + h64 * stride_Q_h + m64[:, None] * stride_Q_m + offs_d[None, :] * stride_Q_d,
                 mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -67,13 +69,14 @@ def attncomp_fwd(
     for idx in range(tl.load(P_OFF + row), tl.load(P_OFF + row + 1)):
         start_n = tl.load(P_IDX + idx) * BLOCK_N
         kv_idx = (start_n + offs_n)[None, :]
+        n64 = (start_n + offs_n).to(tl.int64)
         col_ok = kv_idx < kv_len
         keep = col_ok & (q_idx >= kv_idx)  # the mask: partial tiles only
         if COUNT:
             n_mask += 1
-        v = tl.load(V + off_b * stride_V_b + off_hk * stride_V_h + (start_n + offs_n)[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
+        v = tl.load(V + b64 * stride_V_b + hk64 * stride_V_h + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
                     mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
-        k = tl.load(K + off_b * stride_K_b + off_hk * stride_K_h + kv_idx * stride_K_n + offs_d[:, None] * stride_K_d,
+        k = tl.load(K + b64 * stride_K_b + hk64 * stride_K_h + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
                     mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
         s = tl.where(keep, qk * qk_scale, float("-inf"))  # base-2 logits
@@ -90,11 +93,12 @@ def attncomp_fwd(
     for idx in range(tl.load(F_OFF + row), tl.load(F_OFF + row + 1)):
         start_n = tl.load(F_IDX + idx) * BLOCK_N
         kv_idx = (start_n + offs_n)[None, :]
+        n64 = (start_n + offs_n).to(tl.int64)
         col_ok = kv_idx < kv_len
         keep = col_ok
-        v = tl.load(V + off_b * stride_V_b + off_hk * stride_V_h + (start_n + offs_n)[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
+        v = tl.load(V + b64 * stride_V_b + hk64 * stride_V_h + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
                     mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
-        k = tl.load(K + off_b * stride_K_b + off_hk * stride_K_h + kv_idx * stride_K_n + offs_d[:, None] * stride_K_d,
+        k = tl.load(K + b64 * stride_K_b + hk64 * stride_K_h + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
                     mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
         s = tl.where(keep, qk * qk_scale, float("-inf"))  # base-2 logits
@@ -109,10 +113,10 @@ def attncomp_fwd(
             n_full += 1
     acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # empty rows give 0
     out = acc
-    tl.store(Out + off_b * stride_Out_b + off_h * stride_Out_h + offs_m[:, None] * stride_Out_m + offs_e[None, :] * stride_Out_e,
+    tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m + offs_e[None, :] * stride_Out_e,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))
     if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows
-        tl.store(Lse + off_bh * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)
+        tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)
     if COUNT:  # tiles touched and mask evaluations, per program
         pid = off_bh * NUM_Q_BLOCKS + start_m
         tl.store(Stats + pid * 3 + 0, n_partial)
