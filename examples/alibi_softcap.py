@@ -1,8 +1,9 @@
 """C1 + C2 on A2: a sliding window with ALiBi slopes and tanh soft-capping, composed from
 library pieces; the score mods cost exp/ALU work per tile, which the simulator counts."""
 
-import attncomp as ac
 from _common import LENGTH
+
+import attncomp as ac
 from attncomp.report import report
 
 window = ac.variants.sliding_window(LENGTH // 4)

@@ -2,8 +2,9 @@
 2-D neighborhood attention (NATTEN), strided NA (GNA) and blocked attention, on a 128 x 128
 image in a tile-major token order whose 16 x 8 tiles are the kernel's 128-token blocks."""
 
-import attncomp as ac
 from _common import FAST
+
+import attncomp as ac
 
 side = 64 if FAST else 128
 window = (48, 40)  # with stride = tile, window//2 - stride//2 is a multiple of the tile: aligned

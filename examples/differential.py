@@ -1,8 +1,9 @@
 """E1: differential attention as an einsum cascade. FlexAttention cannot express two
 softmaxes; the Triton backend runs both online softmaxes in one pass over the keys."""
 
-import attncomp as ac
 from _common import LENGTH
+
+import attncomp as ac
 from attncomp.report import report
 
 spec = ac.variants.differential(lam=0.8)

@@ -2,9 +2,9 @@
 runtime tensor it takes any length, and the mask is written as for FlexAttention."""
 
 import torch
+from _common import LENGTH
 
 import attncomp as ac
-from _common import LENGTH
 from attncomp.report import report
 
 document_id = ac.tensor("document_id", ("L",), "int64")

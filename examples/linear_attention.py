@@ -1,8 +1,9 @@
 """E3: causal linear attention. Written quadratically as a cascade; the Triton backend folds
 full tiles into a carried state phi(K)^T V (Lightning Attention-2's chunked form)."""
 
-import attncomp as ac
 from _common import LENGTH
+
+import attncomp as ac
 from attncomp.report import report
 
 spec = ac.variants.causal_linear(feature="elu", normalize=True)

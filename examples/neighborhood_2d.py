@@ -1,8 +1,9 @@
 """B1: 2-D neighborhood attention on a 128 x 128 image, with tokens laid out tile-major so
 that each 128-token block is a 16 x 8 patch of the image."""
 
-import attncomp as ac
 from _common import FAST
+
+import attncomp as ac
 from attncomp.report import report
 
 side = 64 if FAST else 128

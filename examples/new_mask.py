@@ -2,8 +2,9 @@
 first token of every 256-token segment ("segment summaries"), and to a few global tokens.
 Is it worth a kernel? Analyze it, cost it, and get a verified kernel."""
 
-import attncomp as ac
 from _common import LENGTH
+
+import attncomp as ac
 from attncomp.report import report
 
 WINDOW, SEGMENT, GLOBAL = 512, 256, 4

@@ -2,9 +2,9 @@
 is analyzed per head, and K/V have a quarter of the query heads."""
 
 import torch
+from _common import LENGTH
 
 import attncomp as ac
-from _common import LENGTH
 
 heads = 8
 windows = torch.tensor([LENGTH // 64 * 2 ** (i % 4) for i in range(heads)], dtype=torch.int32)

@@ -1,7 +1,8 @@
 """A1/A2: how much does a 4K sliding window buy over causal attention at 32K tokens?"""
 
-import attncomp as ac
 from _common import LENGTH
+
+import attncomp as ac
 from attncomp.report import report
 
 for spec in (ac.variants.causal(), ac.variants.sliding_window(LENGTH // 8)):

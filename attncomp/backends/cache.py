@@ -8,7 +8,8 @@ not. Entries hold their tensors so an id cannot be reused by another tensor whil
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class CallCache:

@@ -31,8 +31,9 @@ from ..ir.passes import optimize
 from ..ir.program import Program
 from .binding import bind
 from .cache import CallCache
-from .torch_syntax import constant_name, torch_code, torch_lets
 from .modules import load_module
+from .torch_syntax import constant_name, torch_code, torch_lets
+
 
 def _signature(names) -> str:
     return ", ".join(names)

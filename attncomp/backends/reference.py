@@ -2,9 +2,10 @@
 
 Each equation is evaluated as einsums over the factors of its products (each factor
 evaluated elementwise on its own letters), so ``Q * K`` is a matmul, not a
-``[b,h,m,n,d]`` broadcast; additive terms are summed separately (Einstein convention). Mask semantics (see :mod:`attncomp.ir.program`): factors and
-results that carry both ``m`` and ``n`` are zeroed at masked-out pairs, and reductions
-over ``n`` skip them, so a row with no pair left gives 0.
+``[b,h,m,n,d]`` broadcast; additive terms are summed separately (Einstein convention).
+Mask semantics (see :mod:`attncomp.ir.program`): factors and results that carry both
+``m`` and ``n`` are zeroed at masked-out pairs, and reductions over ``n`` skip them, so a
+row with no pair left gives 0.
 
 Queries are processed in chunks of rows when no equation sums over ``m`` (true of every
 attention variant), which bounds memory by ``rows x kv_len`` per intermediate: 32K-token

@@ -130,7 +130,8 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
             mask_expr = trace_function(mask, "mask", variant)
         if score is not None and not isinstance(score, Program):
             if not callable(score):
-                raise TraceError(located(f"{variant}: score must be a function (score, b, h, q_idx, kv_idx) or a Program, got {score!r}", where))
+                raise TraceError(located(f"{variant}: score must be a function (score, b, h, q_idx, kv_idx) "
+                                         f"or a Program, got {score!r}", where))
             score_expr = trace_function(score, "score", variant)
             if E.var("score") not in set(E.walk(score_expr)):
                 raise TraceError(located(

@@ -37,7 +37,7 @@ class Env:
     checks, for use inside traced code (FlexAttention's vmap)."""
 
     order: tuple[str, ...]
-    index: dict[str, "torch.Tensor | Value"]
+    index: dict[str, torch.Tensor | Value]
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     params: dict[str, int | float] = field(default_factory=dict)
     refs: dict[str, Value] = field(default_factory=dict)

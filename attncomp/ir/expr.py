@@ -17,8 +17,9 @@ that needs it; this module only knows each op's arity and result type.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import TraceError, located, user_location
 
@@ -74,7 +75,7 @@ class Expr:
     """One immutable expression node. Build them with the constructors below."""
 
     op: str
-    src: tuple["Expr", ...] = ()
+    src: tuple[Expr, ...] = ()
     arg: Any = None
     dtype: str = INT
     _hash: int = field(default=0, init=False, repr=False, compare=False)

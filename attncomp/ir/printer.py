@@ -10,8 +10,8 @@ Parentheses are inserted only where Python's precedence needs them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .expr import Expr
 

@@ -138,7 +138,7 @@ class Program:
 
     # --- rewriting -------------------------------------------------------------------------
 
-    def with_params(self, **values: int | float) -> "Program":
+    def with_params(self, **values: int | float) -> Program:
         """A copy with parameter values replaced (``spec.with_params(window=512)``)."""
         from ..errors import CascadeError
 

@@ -85,7 +85,10 @@ def _clamp(lo_key="min", hi_key="max"):
 
 
 def _clamp_one(op):
-    return lambda args, kwargs: Proxy(E.binary(op, lift(args[0]), lift(args[1] if len(args) > 1 else kwargs["min" if op == "maximum" else "max"])))
+    def call(args, kwargs):
+        bound = args[1] if len(args) > 1 else kwargs["min" if op == "maximum" else "max"]
+        return Proxy(E.binary(op, lift(args[0]), lift(bound)))
+    return call
 
 
 def _where(args, kwargs):

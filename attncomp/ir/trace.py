@@ -21,7 +21,7 @@ from ..errors import AttncompError, Location, TraceError, _library_dirs, functio
 from . import expr as E
 from .proxy import Proxy, lift
 
-_STATE: ContextVar["TraceState | None"] = ContextVar("attncomp_trace", default=None)
+_STATE: ContextVar[TraceState | None] = ContextVar("attncomp_trace", default=None)
 
 MASK_ARGS = ("b", "h", "q_idx", "kv_idx")
 SCORE_ARGS = ("score",) + MASK_ARGS

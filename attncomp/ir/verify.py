@@ -69,7 +69,8 @@ def verify(program: Program) -> None:
         free = E.letters_of(eqn.rhs)
         missing = [x for x in eqn.letters if x not in free]
         if missing:
-            raise _fail(program, f"index letter(s) {', '.join(missing)} on the left of {eqn.name} do not occur on the right", text, eqn.line)
+            raise _fail(program, f"index letter(s) {', '.join(missing)} on the left of {eqn.name} "
+                                 "do not occur on the right", text, eqn.line)
         for node in E.walk(eqn.rhs):
             leak = sorted(E.letters_of(node.src[0]) - {node.arg} - set(eqn.letters)) if node.op in E.REDUCTIONS else []
             if leak:

@@ -10,9 +10,21 @@ returning Programs, and a registry for the CLI and tests.
 from .cascades import causal_linear, differential, gated_attention, sigmoid_attention
 from .grids import coordinates, grid_attention, neighborhood, window_attention
 from .heads import gqa, per_head_window
-from .masks import (block_diagonal, blockwise_causal, causal, dilated_sliding_window, document, global_window,
-                    power_attention, prefix_lm, random_documents, s2_attention, sliding_window, streaming,
-                    strided_heads)
+from .masks import (
+                    block_diagonal,
+                    blockwise_causal,
+                    causal,
+                    dilated_sliding_window,
+                    document,
+                    global_window,
+                    power_attention,
+                    prefix_lm,
+                    random_documents,
+                    s2_attention,
+                    sliding_window,
+                    streaming,
+                    strided_heads,
+)
 from .registry import REGISTRY, Example, Variant, example_inputs, get
 from .scores import alibi, alibi_slopes, causal_score, sink_scaling, softcap, t5_bias, token_type_bias
 

@@ -4,8 +4,8 @@ default arguments, and example runtime tensors so every variant runs out of the 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

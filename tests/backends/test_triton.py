@@ -6,6 +6,7 @@ float16 (the unavoidable error of a float16 result). Tests marked ``gpu`` repeat
 realistic sizes when CUDA is available.
 """
 
+import ast
 import os
 
 import pytest
@@ -146,6 +147,17 @@ def test_golden_source(name):
             fh.write(source)
     with open(path) as fh:
         assert source == fh.read()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_kernel_has_no_dead_names(name):
+    """Generated kernels read every name they assign: no leftovers from the skeleton."""
+    tree = ast.parse(ac.compile(REGISTRY[name].build(), backend="triton").source)
+    kernel = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "attncomp_fwd")
+    names = [n for n in ast.walk(kernel) if isinstance(n, ast.Name)]
+    stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+    loaded = {n.id for n in names if isinstance(n.ctx, ast.Load)}
+    assert stored <= loaded, sorted(stored - loaded)
 
 
 def test_unlowerable_cascade_names_the_equation():

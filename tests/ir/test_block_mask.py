@@ -3,11 +3,11 @@ FlexAttention's ``create_block_mask`` on the same mask (built here from the inde
 oracle's dense mask), for every library variant with a mask at 2K-4K tokens."""
 
 import pytest
+from oracles import mask_oracle
 from torch.nn.attention.flex_attention import create_block_mask
 
 import attncomp as ac
 from attncomp.variants import REGISTRY
-from oracles import mask_oracle
 
 # Grid variants at 2K-4K tokens; 1-D variants at one block-multiple and one ragged length.
 GRIDS = {

@@ -4,11 +4,11 @@ the printed expression at concrete indices."""
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import PARAMS, bool_exprs, int_exprs
 
 from attncomp.ir import expr as E
 from attncomp.ir.evaluate import Env, dense_mask, evaluate
 from attncomp.ir.printer import format_expr
-from strategies import PARAMS, bool_exprs, int_exprs
 
 DOC_VALUES = torch.randint(-5, 9, (3, 64), generator=torch.Generator().manual_seed(0))
 HW_VALUES = torch.tensor([3, -1, 7, 0])

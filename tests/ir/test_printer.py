@@ -4,6 +4,7 @@ masks and score mods, and cascades."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import bool_exprs, float_exprs, int_exprs
 
 import attncomp as ac
 from attncomp.ir import expr as E
@@ -11,7 +12,6 @@ from attncomp.ir import parse_program
 from attncomp.ir.attention import SoftmaxParts, softmax_program
 from attncomp.ir.printer import format_expr
 from attncomp.variants import REGISTRY
-from strategies import bool_exprs, float_exprs, int_exprs
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

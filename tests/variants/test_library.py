@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from oracles import oracle
 
 import attncomp as ac
 from attncomp.variants import REGISTRY, example_inputs
-from oracles import oracle
 
 NAMES = sorted(REGISTRY)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ...ir import expr as E
 from ...ir.program import Program
-from .plan import QK, X, Plan
+from .plan import QK, Plan, X
 from .syntax import HELPERS, TritonPrinter
 
 RESERVED = {"Out", "Lse", "Stats", "H", "GROUPS", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "tl", "triton", "torch"}
@@ -100,6 +100,11 @@ class _Gen:
                     lines.append(f"{self.n('z', i)} = tl.zeros([BLOCK_D], tl.float32)  # sum phi(k)")
         return lines
 
+    @staticmethod
+    def plain_scale(t) -> bool:
+        """Softmax logits that are just q.k * scale: one multiply by a folded scale * log2(e)."""
+        return t.kind == "softmax" and t.logits == E.binary("mul", QK, E.param("scale", None))
+
     def body(self, masked: bool) -> list[str]:
         lists = "P" if masked else "F"
         lines = [f"start_n = tl.load({lists}_IDX + idx) * BLOCK_N",
@@ -127,8 +132,7 @@ class _Gen:
             logits = self.expr(t.logits, qk=self.n("qk", i))
             if t.kind == "softmax":
                 m_i, l_i = self.n("m_i", i), self.n("l_i", i)
-                scaled = f"{self.n('qk', i)} * qk_scale" if t.logits == E.binary("mul", QK, E.param("scale", None)) \
-                    else f"({logits}) * LOG2E"
+                scaled = f"{self.n('qk', i)} * qk_scale" if self.plain_scale(t) else f"({logits}) * LOG2E"
                 lines += [f"s = tl.where(keep, {scaled}, float(\"-inf\"))  # base-2 logits",
                           f"m_new = tl.maximum({m_i}, tl.max(s, 1))",
                           "m_safe = tl.where(m_new == float(\"-inf\"), 0.0, m_new)  # rows with nothing yet",
@@ -197,7 +201,7 @@ class _Gen:
                 *(["    offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
                 "    q_idx = offs_m[:, None]",
                 "    row_ok = offs_m < q_len",
-                "    qk_scale = sm_scale * LOG2E",
+                *(["    qk_scale = sm_scale * LOG2E"] if any(map(self.plain_scale, self.plan.terms)) else []),
                 "    n_partial = 0",
                 "    n_full = 0",
                 "    n_mask = 0"]
@@ -211,6 +215,8 @@ class _Gen:
                 "    for idx in range(tl.load(F_OFF + row), tl.load(F_OFF + row + 1)):"]
         out += ind(self.body(False), 8)
         out += ind(self.epilogue(), 4)
+        if not any("q_idx" in line for line in out if not line.startswith("    q_idx =")):
+            out.remove("    q_idx = offs_m[:, None]")  # neither mask nor score reads the query index
         return out
 
 

@@ -22,6 +22,7 @@ from ..modules import load_module
 from .codegen import generate_source
 from .plan import lower
 
+
 def interpreter_ready() -> bool:
     """Make Triton run kernels in its interpreter (for CPU tensors), if it still can.
 

@@ -130,7 +130,7 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
                       _count_partial=count_partial, _mask_mod=mask_mod(mask, values, params, program.name))
 
 
-def _group_classes(mask: E.Expr, grid: Grid) -> tuple[np.ndarray, "_Members"]:
+def _group_classes(mask: E.Expr, grid: Grid) -> tuple[np.ndarray, _Members]:
     """Groups whose mask folds to the same expression once ``b`` and ``h`` are substituted
     have the same layout — ``h % 3 == ...`` over 16 heads is three classes — so only one
     representative per class is analyzed. Returns the representatives and the members."""

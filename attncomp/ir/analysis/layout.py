@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ class CSR:
     indices: np.ndarray  # int32
 
     @staticmethod
-    def build(rows: int, key: np.ndarray, start: np.ndarray, stop: np.ndarray) -> "CSR":
+    def build(rows: int, key: np.ndarray, start: np.ndarray, stop: np.ndarray) -> CSR:
         """Rows from segments: segment s puts blocks ``start[s] .. stop[s]-1`` in row ``key[s]``."""
         order = np.lexsort((start, key))
         key, start, stop = key[order], start[order], stop[order]
@@ -74,7 +74,7 @@ class BlockLayout:
     analysis_time_s: float = 0.0
     name: str = "mask"
     stats: dict = field(default_factory=dict)  # levels, rectangles classified, tiles sampled / dense
-    _count_partial: Callable[["BlockLayout"], int] | None = field(default=None, repr=False)
+    _count_partial: Callable[[BlockLayout], int] | None = field(default=None, repr=False)
     _mask_mod: Callable | None = field(default=None, repr=False)
     _mask_density: float | None = field(default=None, repr=False)
 

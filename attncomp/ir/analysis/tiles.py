@@ -25,8 +25,8 @@ from ..evaluate import Env, Value, align, evaluate
 from .intervals import Box, classify
 
 CHUNK_POINTS = 1 << 22  # points evaluated per batch of boxes (32 MiB of int64 per index)
-SMALL_BOX = 4096
-START_GRID = 16  # the tile grid of each group starts as up to 16 x 16 rectangles  # boxes of at most this many points are evaluated point by point
+SMALL_BOX = 4096  # boxes of at most this many points are evaluated point by point
+START_GRID = 16  # the tile grid of each group starts as up to 16 x 16 rectangles
 
 
 @dataclass
@@ -62,11 +62,11 @@ class Rects:
     def __len__(self) -> int:
         return len(self.g)
 
-    def take(self, sel) -> "Rects":
+    def take(self, sel) -> Rects:
         return Rects(self.g[sel], self.i0[sel], self.i1[sel], self.j0[sel], self.j1[sel])
 
     @staticmethod
-    def concat(parts: list["Rects"]) -> "Rects":
+    def concat(parts: list[Rects]) -> Rects:
         if not parts:
             z = np.zeros(0, dtype=np.int64)
             return Rects(z, z, z, z, z)
@@ -78,7 +78,7 @@ class Rects:
                    f(self.i0 * grid.bm), f(np.minimum(self.i1 * grid.bm, grid.q_len) - 1),
                    f(self.j0 * grid.bn), f(np.minimum(self.j1 * grid.bn, grid.kv_len) - 1))
 
-    def halves(self) -> "Rects":
+    def halves(self) -> Rects:
         """Each rectangle split in two along its longer side."""
         tall = (self.i1 - self.i0) >= (self.j1 - self.j0)
         im, jm = (self.i0 + self.i1) // 2, (self.j0 + self.j1) // 2
@@ -86,7 +86,7 @@ class Rects:
         second = Rects(self.g, np.where(tall, im, self.i0), self.i1, np.where(tall, self.j0, jm), self.j1)
         return Rects.concat([first, second])
 
-    def quarters(self) -> "Rects":
+    def quarters(self) -> Rects:
         """Each rectangle split in two along each side longer than one (fewer levels than
         halving, so less per-level overhead)."""
         out = self
@@ -100,7 +100,7 @@ class Rects:
         return out
 
     @staticmethod
-    def grid(groups: int, rows: int, cols: int, per_side: int) -> "Rects":
+    def grid(groups: int, rows: int, cols: int, per_side: int) -> Rects:
         """Each group's ``rows x cols`` tiles cut into up to ``per_side x per_side`` rectangles."""
         ri = np.unique(np.linspace(0, rows, min(per_side, rows) + 1).astype(np.int64))
         cj = np.unique(np.linspace(0, cols, min(per_side, cols) + 1).astype(np.int64))

@@ -55,7 +55,6 @@ def attncomp_fwd(
     offs_e = tl.arange(0, BLOCK_DV)
     q_idx = offs_m[:, None]
     row_ok = offs_m < q_len
-    qk_scale = sm_scale * LOG2E
     n_partial = 0
     n_full = 0
     n_mask = 0
