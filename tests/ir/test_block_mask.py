@@ -37,7 +37,7 @@ CASES = [(n, GRIDS.get(n, ONE_D.get(n, {})), length) for n in MASKED
 
 
 def rows(kv_num, kv_idx):
-    return [[set(kv_idx[b, h, i, :kv_num[b, h, i]].tolist()) for i in range(kv_num.shape[2])]
+    return [[kv_idx[b, h, i, :kv_num[b, h, i]].tolist() for i in range(kv_num.shape[2])]
             for b in range(kv_num.shape[0]) for h in range(kv_num.shape[1])]
 
 
@@ -55,4 +55,7 @@ def test_block_mask_matches_create_block_mask(name, args, length):
     ours = layout.to_block_mask()
     assert rows(ours.kv_num_blocks, ours.kv_indices) == rows(ref.kv_num_blocks, ref.kv_indices)
     assert rows(ours.full_kv_num_blocks, ours.full_kv_indices) == rows(ref.full_kv_num_blocks, ref.full_kv_indices)
+    # the q-side lists (per key block, the query blocks that list it) the backward pass walks
+    assert rows(ours.q_num_blocks, ours.q_indices) == rows(ref.q_num_blocks, ref.q_indices)
+    assert rows(ours.full_q_num_blocks, ours.full_q_indices) == rows(ref.full_q_num_blocks, ref.full_q_indices)
     assert ours.seq_lengths == (ex.q_len, ex.kv_len)
