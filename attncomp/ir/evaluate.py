@@ -78,8 +78,9 @@ def _as(v: torch.Tensor, kind: str, env: Env) -> torch.Tensor:
     return v
 
 
-def _div_guard(fn, a, b, env):
-    if env.checked and not b.is_floating_point() and bool((b == 0).any()):
+def _div_guard(fn, a, b, env, divisor: E.Expr):
+    nonzero_const = divisor.op == "const" and divisor.arg != 0  # no tensor check needed
+    if env.checked and not nonzero_const and not b.is_floating_point() and bool((b == 0).any()):
         raise AttncompError(located(f"{env.variant}: integer division or modulo by zero", env.where))
     return fn(a, b)
 
@@ -168,9 +169,9 @@ class _Evaluator:
         kind = e.dtype if op not in E.COMPARE else E.promote(e.src[0].dtype, e.src[1].dtype, E.INT)
         a, b = _as(a, kind, env), _as(b, kind, env)
         if op == "floordiv":
-            return _div_guard(lambda x, y: torch.div(x, y, rounding_mode="floor"), a, b, env)
+            return _div_guard(lambda x, y: torch.div(x, y, rounding_mode="floor"), a, b, env, e.src[1])
         if op == "mod":
-            return _div_guard(torch.remainder, a, b, env)
+            return _div_guard(torch.remainder, a, b, env, e.src[1])
         if op == "pow":
             return _int_pow(a, b, env)
         return _BIN[op](a, b)

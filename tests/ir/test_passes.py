@@ -69,6 +69,15 @@ def test_fold_and_identities():
     assert fold(always).mask is None
 
 
+def test_mod_of_mod_folds_only_when_the_moduli_divide():
+    m = E.var("m")
+    mod = lambda x, k: E.binary("mod", x, E.const(k))
+    assert fold_expr(mod(mod(m, 128), 8)) == mod(m, 8)
+    assert fold_expr(mod(mod(m, 12), 5)) == mod(mod(m, 12), 5)
+    values = torch.arange(-300, 300)
+    assert torch.equal(values % 128 % 8, values % 8)  # Python floor semantics, negatives included
+
+
 def test_simplify_canonicalizes_comparisons_and_logic():
     m, n = E.var("m"), E.var("n")
     shifted = E.binary("ge", E.binary("sub", E.binary("sub", m, E.const(5)), E.binary("sub", n, E.const(5))), E.const(0))

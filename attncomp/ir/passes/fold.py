@@ -5,7 +5,8 @@ backends, which evaluate them in their own precision (float32 in kernels), so fo
 here can never change a result. Identities used (all exact for Python integers):
 ``x & True = x``, ``x | False = x``, ``~~x = x``, ``x + 0 = x``, ``x * 1 = x``,
 ``x * 0 = 0``, ``x // 1 = x``, ``x % 1 = 0``, ``(x // a) // b = x // (a * b)`` for
-``a, b > 0`` (floor division composes), ``where(True, a, b) = a``, ``where(c, a, a) = a``,
+``a, b > 0`` (floor division composes), ``(x % a) % b = x % b`` for ``a, b > 0`` with
+``b`` dividing ``a`` (x and x % a differ by a multiple of b), ``where(True, a, b) = a``, ``where(c, a, a) = a``,
 ``min(x, x) = max(x, x) = x``.
 """
 
@@ -111,6 +112,9 @@ def _simplify_node(e: E.Expr) -> E.Expr:
             return E.binary("floordiv", a.src[0], E.const(a.src[1].arg * b.arg))
     if op == "mod" and _is(b, 1):
         return E.const(0)
+    if op == "mod" and a.op == "mod" and a.src[1].op == "const" and b.op == "const" and b.arg > 0 \
+            and a.src[1].arg > 0 and a.src[1].arg % b.arg == 0:
+        return E.binary("mod", a.src[0], b)
     if op in ("minimum", "maximum") and a == b:
         return a
     return e
