@@ -3,8 +3,9 @@
 
 The mods are printed from the IR after passes (hoisting ``-inf`` score mods into the mask,
 folding constants), not taken from the user's functions, and the generated module text
-(``kernel.source``) is exactly what runs. The BlockMask comes from ``ac.analyze`` via
-``BlockMask.from_kv_blocks``, never from ``create_block_mask``'s dense evaluation.
+(``kernel.source``) is exactly what runs. The BlockMask comes from ``ac.analyze``'s
+compressed rows (``BlockLayout.to_block_mask``), never from ``create_block_mask``'s dense
+evaluation; the standalone source rebuilds it with ``BlockMask.from_kv_blocks``.
 
 Caching: BlockMasks are kept per call signature (see :mod:`.cache`), so a new or
 modified document-id tensor gets a new layout and an unchanged one does not.
