@@ -29,11 +29,13 @@ class _Gen:
             self.names[f"gate{j}"] = f"gate{j}"
         self.printer = TritonPrinter(self.names)
         self.tensors = list(program.tensors.values())
+        self.letters_read: set[str] = set()
 
     def n(self, base: str, i: int) -> str:
         return base if self.single else f"{base}{i}"
 
     def expr(self, e: E.Expr, **extra: str) -> str:
+        self.letters_read |= E.letters_of(e)  # the prologue defines q_idx only if "m" is read
         saved = dict(self.printer.names)
         self.printer.names.update(extra)
         try:
@@ -184,6 +186,8 @@ class _Gen:
 
     def kernel(self) -> list[str]:
         ind = lambda lines, k: [(" " * k + line).replace("\n", "\n" + " " * k) for line in lines]
+        # the pieces first: the prologue defines only what they read
+        init, partial, full, epilogue = self.init(), self.body(True), self.body(False), self.epilogue()
         out = ["@triton.jit", "def attncomp_fwd("]
         out += ["    " + ", ".join(group) + "," for group in self.params()]
         out += ["):",
@@ -199,24 +203,22 @@ class _Gen:
                 "    offs_d = tl.arange(0, BLOCK_D)",
                 "    offs_e = tl.arange(0, BLOCK_DV)",
                 *(["    offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
-                "    q_idx = offs_m[:, None]",
+                *(["    q_idx = offs_m[:, None]"] if "m" in self.letters_read else []),
                 "    row_ok = offs_m < q_len",
                 *(["    qk_scale = sm_scale * LOG2E"] if any(map(self.plain_scale, self.plan.terms)) else []),
                 "    n_partial = 0",
                 "    n_full = 0",
                 "    n_mask = 0"]
-        out += ind(self.init(), 4)
+        out += ind(init, 4)
         out += ["    # this row's key blocks, from the analysis (compressed rows; empty blocks are absent)",
                 "    row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m",
                 "    # partial blocks: mask and score mod",
                 "    for idx in range(tl.load(P_OFF + row), tl.load(P_OFF + row + 1)):"]
-        out += ind(self.body(True), 8)
+        out += ind(partial, 8)
         out += ["    # full blocks: score mod only",
                 "    for idx in range(tl.load(F_OFF + row), tl.load(F_OFF + row + 1)):"]
-        out += ind(self.body(False), 8)
-        out += ind(self.epilogue(), 4)
-        if not any("q_idx" in line for line in out if not line.startswith("    q_idx =")):
-            out.remove("    q_idx = offs_m[:, None]")  # neither mask nor score reads the query index
+        out += ind(full, 8)
+        out += ind(epilogue, 4)
         return out
 
 
