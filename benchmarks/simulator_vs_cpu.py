@@ -15,12 +15,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from block_mask import NA_GRID, make_mask  # noqa: E402
+from flex_cpu import timed  # noqa: E402
 
 import attncomp as ac  # noqa: E402
 from attncomp.simulator import simulate, this_cpu  # noqa: E402
@@ -42,16 +42,6 @@ CASES = [
     ("document", 16384, lambda L: make_mask("document", L)),
     ("na2d_tiled", 16384, lambda L: make_mask("na2d_tiled", L)),
 ]
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -76,10 +66,12 @@ def main() -> None:
         q, k, v = (torch.randn(1, args.heads, length, args.head_dim, generator=gen) for _ in range(3))
         if length not in dense_times:
             dense = ac.compile(ac.attention(name="dense"), backend="flex")
-            dense_times[length] = median_time(lambda: dense(q, k, v), args.repeat)
+            dense(q, k, v)  # compile
+            dense_times[length] = timed({"dense": lambda: dense(q, k, v)}, args.repeat)["dense"]
         spec = ac.attention(mask=make(length), name=label)
         kernel = ac.compile(spec, backend="flex")
-        measured = dense_times[length] / median_time(lambda: kernel(q, k, v), args.repeat)
+        kernel(q, k, v)  # compile
+        measured = dense_times[length] / timed({"sparse": lambda: kernel(q, k, v)}, args.repeat)["sparse"]
         est = simulate(spec, cpu, heads=args.heads, q_len=length, head_dim=args.head_dim, dtype="fp32",
                        block=(128, 128), family="cpu-flex")
         err = est.speedup / measured - 1

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 import torch
+from cases import variant_case
 
 import attncomp as ac
 from attncomp.backends.flex import FlexKernel
-from attncomp.variants import REGISTRY, example_inputs
+from attncomp.variants import REGISTRY
 
 FLEX_GROUPS = ("A", "B", "C", "D")
 NAMES = sorted(n for n, v in REGISTRY.items() if v.group[0] in FLEX_GROUPS)
@@ -24,13 +25,8 @@ def error(out, ref):
 
 
 def check(name, q_len, kv_len, heads=4, dtype=LOW, **overrides):
-    variant = REGISTRY[name]
-    program = variant.build(**overrides)
-    ex = variant.example(q_len, kv_len, batch=2, heads=heads, head_dim=16, **overrides)
-    tensors = variant.example_tensors(ex, seed=1, **overrides)
-    inputs = example_inputs(program, ex, dtype=torch.float64, seed=2)
-    low = {k: v.to(dtype) for k, v in inputs.items()}
-    golden = ac.compile(program)(**inputs, **tensors)
+    case = variant_case(name, q_len, kv_len, heads, dtype, (1, 2), **overrides)
+    program, tensors, low, golden = case.program, case.tensors, case.low, case.golden
     compiled = ac.compile(program, backend="flex")(**low, **tensors)
     eager = ac.compile(program, backend="flex", compiled=False)(**low, **tensors)
     assert compiled.dtype == dtype and compiled.shape == golden.shape

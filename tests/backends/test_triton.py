@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+from cases import variant_case
 
 import attncomp as ac
 from attncomp.variants import REGISTRY, example_inputs
@@ -27,14 +28,9 @@ SMALL_GRIDS = {  # grid variants at sizes the interpreter gets through quickly
 
 
 def run(name, q_len, kv_len=None, block=(16, 32), heads=2, dtype=torch.float16, **overrides):
-    variant = REGISTRY[name]
     overrides = {**SMALL_GRIDS.get(name, {}), **overrides}
-    program = variant.build(**overrides)
-    ex = variant.example(q_len, kv_len, batch=2, heads=heads, head_dim=16, **overrides)
-    tensors = variant.example_tensors(ex, seed=4, **overrides)
-    inputs = example_inputs(program, ex, dtype=torch.float64, seed=5)
-    low = {k: v.to(dtype) for k, v in inputs.items()}
-    golden = ac.compile(program)(**inputs, **tensors)
+    case = variant_case(name, q_len, kv_len, heads, dtype, (4, 5), **overrides)
+    program, tensors, low, golden = case.program, case.tensors, case.low, case.golden
     eager = ac.compile(program)(**{k: v.float() for k, v in low.items()}, **tensors).to(dtype)
     out = ac.compile(program, backend="triton", block=block)(**low, **tensors)
     assert out.dtype == dtype and out.shape == golden.shape
