@@ -6,7 +6,7 @@ FlexAttention, and predicts its speed on GPU models.
 """
 
 from .backends import compile
-from .errors import AttncompError
+from .errors import AttncompError, api_boundary
 from .ir import Program, analyze, attention, cascade, param, tensor
 
 __all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compile", "param", "simulate", "tensor",
@@ -14,6 +14,7 @@ __all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compi
 __version__ = "0.1.0"
 
 
+@api_boundary
 def simulate(spec, hardware="h100", **kwargs):
     """Predict ``spec``'s time, TFLOP/s and speedup on a GPU model; see
     :func:`attncomp.simulator.simulate`."""

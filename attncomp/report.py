@@ -197,7 +197,7 @@ def _check(program: Program, backend: str, check_size: int, tensors_for, options
     try:
         kernel = compile_spec(program, backend=backend, **options)
     except AttncompError as err:
-        return Check(backend, False, str(err).split("\n")[0].split(": ", 1)[-1])
+        return Check(backend, False, err.text)
     ex = Example(batch=2, heads=2, kv_heads=2, q_len=check_size, kv_len=check_size, head_dim=32)
     tensors = tensors_for(check_size)
     inputs = example_inputs(program, ex, dtype=torch.float64, seed=11)
@@ -207,7 +207,7 @@ def _check(program: Program, backend: str, check_size: int, tensors_for, options
     try:
         out = kernel(**low, **tensors)
     except AttncompError as err:
-        return Check(backend, False, str(err).split("\n")[0], kernel.source)
+        return Check(backend, False, err.summary, kernel.source)
     err, base = (out.double() - golden).abs().max().item(), (eager.double() - golden).abs().max().item()
     ok = err <= 2 * base + 1e-5 and not torch.isnan(out).any()
     return Check(backend, ok, f"max error {err:.2e} vs float32 eager {base:.2e} at {check_size} tokens", kernel.source)

@@ -88,11 +88,12 @@ def child(method: str, mask: str, length: int) -> dict:
     warm = 4096
     if method.startswith("attncomp"):
         import attncomp as ac
+        from attncomp.backends.flex_blockmask import to_block_mask
 
         def run(L, f):
             layout = ac.analyze(ac.attention(mask=f), L, L, (BLOCK, BLOCK))
             if method == "attncomp+blockmask":
-                return tile_counts(layout.to_block_mask())
+                return tile_counts(to_block_mask(layout))
             return layout.counts["partial"], layout.counts["full"]
     else:
         from torch.nn.attention.flex_attention import create_block_mask

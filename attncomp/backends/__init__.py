@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ..errors import AttncompError, located, user_location
+from ..errors import AttncompError, api_boundary
 from ..ir.program import Program
 from .flex import FlexKernel
 from .reference import ReferenceKernel
@@ -17,6 +17,7 @@ from .triton import TritonKernel
 BACKENDS = {"reference": ReferenceKernel, "flex": FlexKernel, "triton": TritonKernel}
 
 
+@api_boundary
 def compile(spec: Program, backend: str = "reference", **options):
     """Compile ``spec`` for ``backend``; the kernel is called as ``kernel(q, k, v, **tensors)``.
 
@@ -25,10 +26,8 @@ def compile(spec: Program, backend: str = "reference", **options):
     ReferenceKernel(attention)
     """
     if not isinstance(spec, Program):
-        raise AttncompError(located(
-            f"ac.compile expects a Program (from ac.attention, ac.cascade or attncomp.variants), "
-            f"got {type(spec).__name__}", user_location()))
+        raise AttncompError(f"ac.compile expects a Program (from ac.attention, ac.cascade or attncomp.variants), "
+                            f"got {type(spec).__name__}")
     if backend not in BACKENDS:
-        raise AttncompError(located(f"{spec.name}: unknown backend {backend!r}; available: {', '.join(BACKENDS)}",
-                                    user_location()))
+        raise AttncompError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}", variant=spec.name)
     return BACKENDS[backend](spec, **options)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ShapeError, located, user_location
+from ..errors import ShapeError
 from ..ir.program import Program
 from ..ir.runtime import check_runtime_tensors
 
@@ -37,7 +37,7 @@ class Bound:
 
 
 def _shape_error(program: Program, message: str) -> ShapeError:
-    return ShapeError(located(f"{program.name}: {message}", user_location()))
+    return ShapeError(message, variant=program.name)
 
 
 def bind(program: Program, args: tuple, kwargs: dict) -> Bound:
@@ -95,7 +95,7 @@ def bind(program: Program, args: tuple, kwargs: dict) -> Bound:
             groups[n] = h // hk
         sizes["h"] = h
 
-    checked = check_runtime_tensors(program, runtime, sizes, user_location())
+    checked = check_runtime_tensors(program, runtime, sizes)
     device = next(iter(given.values())).device
     tensors = {k: v.to(device) for k, v in checked.items()}
 

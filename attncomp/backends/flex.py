@@ -4,7 +4,7 @@
 The mods are printed from the IR after passes (hoisting ``-inf`` score mods into the mask,
 folding constants), not taken from the user's functions, and the generated module text
 (``kernel.source``) is exactly what runs. The BlockMask comes from ``ac.analyze``'s
-compressed rows (``BlockLayout.to_block_mask``), never from ``create_block_mask``'s dense
+compressed rows (:mod:`.flex_blockmask`), never from ``create_block_mask``'s dense
 evaluation; the standalone source rebuilds it with ``BlockMask.from_kv_blocks``.
 
 Caching: BlockMasks are kept per call signature (see :mod:`.cache`), so a new or
@@ -24,14 +24,15 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import UnsupportedError, located, user_location
+from ..errors import UnsupportedError, api_boundary
 from ..ir import expr as E
 from ..ir.analysis import analyze
-from ..ir.attention import match_softmax
 from ..ir.passes import optimize
 from ..ir.program import Program
+from ..ir.softmax import match_softmax
 from .binding import bind
 from .cache import CallCache
+from .flex_blockmask import to_block_mask
 from .modules import load_module
 from .torch_syntax import constant_name, torch_code, torch_lets
 
@@ -206,14 +207,13 @@ class FlexKernel:
     backend = "flex"
 
     def __init__(self, spec: Program, block: int | tuple[int, int] = 128, compiled: bool = True):
-        where = user_location()
         program = optimize(spec, fold_params=False)
         reason = why_not_flex(program)
         if reason is not None:
-            raise UnsupportedError(located(
-                f"{spec.name}: FlexAttention computes softmax(score_mod(Q K^T * scale)) V under a mask, with one "
-                f"softmax and one Q/K/V; this Program is not that: {reason}. Use backend='triton' (which lowers "
-                f"cascades) or backend='reference'", where))
+            raise UnsupportedError(f"FlexAttention computes softmax(score_mod(Q K^T * scale)) V under a mask, with "
+                                   f"one softmax and one Q/K/V; this Program is not that: {reason}",
+                                   hint="use backend='triton' (which lowers cascades) or backend='reference'",
+                                   variant=spec.name)
         self.spec, self.program = spec, program
         self.block = (block, block) if isinstance(block, int) else tuple(block)
         self.compiled = compiled
@@ -245,9 +245,10 @@ class FlexKernel:
                 return self.namespace["full_block_mask"](q_len, kv_len, device)
             layout = self.padded_layout(q_len, kv_len, bound.sizes.get("b", 1), bound.sizes.get("h", 1),
                                         bound.tensors)
-            return layout.to_block_mask(mask_mod=mask_mod, device=device)
+            return to_block_mask(layout, mask_mod=mask_mod, device=device)
         return self.cache.get(bound, device, build)
 
+    @api_boundary
     def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
         bound = bind(self.program, args, tensors)
         parts, _ = match_softmax(self.program)

@@ -19,7 +19,7 @@ import string
 
 import torch
 
-from ..errors import CascadeError, located
+from ..errors import CascadeError, api_boundary
 from ..ir import expr as E
 from ..ir.evaluate import Env, Value, align, apply_mask, evaluate, union
 from ..ir.program import Eqn, Program
@@ -120,9 +120,8 @@ def contract(program: Program, expr: E.Expr, keep: tuple[str, ...], env: Env) ->
             v = apply_mask(v, env, 0.0)
         extra = set(v.letters) - E.letters_of(f) - set(keep)
         if extra:
-            raise CascadeError(located(
-                f"{program.name}: the mask depends on {', '.join(sorted(extra))}, which `{expr}` does not have",
-                program.source))
+            raise CascadeError(f"the mask depends on {', '.join(sorted(extra))}, which `{expr}` does not have",
+                               variant=program.name, location=program.source)
         values.append(v)
     out_letters = union(env.order, *values)
     out_letters = tuple(x for x in out_letters if x in keep)
@@ -137,9 +136,8 @@ def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:
     out = align(Value(value.t.to(env.float_dtype), value.letters), canon).expand(shape)
     masked = apply_mask(Value(out, canon), env, 0.0)
     if masked.letters != canon:
-        raise CascadeError(located(
-            f"{program.name}: the mask depends on an index that {eqn.name}[{','.join(eqn.letters)}] lacks",
-            program.source))
+        raise CascadeError(f"the mask depends on an index that {eqn.name}[{','.join(eqn.letters)}] lacks",
+                           variant=program.name, location=program.source)
     return masked.t.permute([canon.index(x) for x in eqn.letters])
 
 
@@ -165,7 +163,7 @@ def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.T
     for m0 in range(0, rows, step):
         m1 = min(rows, m0 + step)
         env = Env(order=bound.order, index=dict(index), tensors=bound.tensors, params=bound.params,
-                  float_dtype=dtype, variant=program.name, where=program.source)
+                  float_dtype=dtype, variant=program.name)
         if "m" in sizes:
             env.index["m"] = index["m"][m0:m1]
         for decl in program.inputs:
@@ -209,6 +207,7 @@ class ReferenceKernel:
         self.program = program
         self.budget = budget
 
+    @api_boundary
     def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
         bound = bind(self.program, args, tensors)
         with torch.no_grad():

@@ -2,10 +2,11 @@
 printing and verification. Imports nothing from backends or the simulator."""
 
 from .analysis import BlockLayout, analyze
-from .attention import SoftmaxParts, attention, cascade, match_softmax
+from .attention import attention, cascade
 from .expr import Expr, TensorDecl
 from .parse import parse_program
 from .program import Eqn, InputDecl, Program
+from .softmax import SoftmaxParts, match_softmax
 from .trace import RuntimeTensor, param, tensor
 from .verify import verify
 

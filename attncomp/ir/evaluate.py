@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ..errors import AttncompError, located
+from ..errors import AttncompError
 from . import expr as E
 
 
@@ -45,7 +45,6 @@ class Env:
     masked: set[str] = field(default_factory=set)  # refs already zero at masked-out pairs
     float_dtype: torch.dtype = torch.float64
     variant: str = "program"
-    where: object = None
     checked: bool = True
 
 
@@ -81,13 +80,13 @@ def _as(v: torch.Tensor, kind: str, env: Env) -> torch.Tensor:
 def _div_guard(fn, a, b, env, divisor: E.Expr):
     nonzero_const = divisor.op == "const" and divisor.arg != 0  # no tensor check needed
     if env.checked and not nonzero_const and not b.is_floating_point() and bool((b == 0).any()):
-        raise AttncompError(located(f"{env.variant}: integer division or modulo by zero", env.where))
+        raise AttncompError("integer division or modulo by zero", variant=env.variant)
     return fn(a, b)
 
 
 def _int_pow(a, b, env):
     if env.checked and not b.is_floating_point() and bool((b < 0).any()):
-        raise AttncompError(located(f"{env.variant}: an integer raised to a negative power; use float(x) ** y", env.where))
+        raise AttncompError("an integer raised to a negative power", hint="use float(x) ** y", variant=env.variant)
     return torch.pow(a, b)
 
 
@@ -186,10 +185,9 @@ class _Evaluator:
             ix = align(v, letters)
             lo, hi = (int(ix.min()), int(ix.max())) if ix.numel() and env.checked else (0, 0)
             if lo < 0 or hi >= t.shape[pos]:
-                raise AttncompError(located(
-                    f"{env.variant}: index {pos} of {decl.name} is `{sub}`, which takes values {lo}..{hi}, "
-                    f"outside 0..{t.shape[pos] - 1} (shape {tuple(t.shape)}); clamp it or make the tensor larger",
-                    env.where))
+                raise AttncompError(f"index {pos} of {decl.name} is `{sub}`, which takes values {lo}..{hi}, "
+                                    f"outside 0..{t.shape[pos] - 1} (shape {tuple(t.shape)})",
+                                    hint="clamp it or make the tensor larger", variant=env.variant)
             aligned.append(ix)
         out = t[tuple(aligned)] if aligned else t
         return Value(_as(out, decl.kind, env), letters)

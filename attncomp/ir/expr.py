@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import TraceError, located, user_location
+from ..errors import TraceError
 
 BOOL, INT, FLOAT = "bool", "int", "float"
 _RANK = {BOOL: 0, INT: 1, FLOAT: 2}
@@ -97,7 +97,7 @@ class Expr:
         return True
 
     def __str__(self) -> str:
-        from .printer import format_expr
+        from .printer import format_expr  # late import: the printer is a table over ops, and reads Expr
 
         return format_expr(self)
 
@@ -132,15 +132,15 @@ def const(value: Any) -> Expr:
         return Expr("const", (), int(value), INT)
     if isinstance(value, float):
         if math.isnan(value):
-            raise TraceError(located("NaN is not a valid constant in a mask or score mod", user_location()))
+            raise TraceError("NaN is not a valid constant in a mask or score mod")
         return Expr("const", (), value, FLOAT)
-    raise TraceError(located(f"cannot use {type(value).__name__} {value!r} in an attention expression", user_location()))
+    raise TraceError(f"cannot use {type(value).__name__} {value!r} in an attention expression")
 
 
 def param(name: str, value: int | float | None) -> Expr:
     """A named scalar parameter with its value (``window = 1024``); ``scale=None`` means 1/sqrt(d)."""
     if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
-        raise TraceError(located(f"parameter {name!r} must be an int or float, got {value!r}", user_location()))
+        raise TraceError(f"parameter {name!r} must be an int or float, got {value!r}")
     dtype = INT if isinstance(value, int) else FLOAT
     return Expr("param", (), (name, value), dtype)
 
@@ -148,16 +148,13 @@ def param(name: str, value: int | float | None) -> Expr:
 def load(decl: TensorDecl, index: tuple[Expr, ...]) -> Expr:
     """Read runtime tensor ``decl`` at integer index expressions (``doc[b, m]``)."""
     if len(index) != len(decl.dims):
-        raise TraceError(located(
-            f"tensor {decl.name} has {len(decl.dims)} dimension(s) {list(decl.dims)} "
-            f"but is indexed with {len(index)}: {decl.name}[{', '.join(map(_show, index))}]",
-            user_location()))
+        raise TraceError(f"tensor {decl.name} has {len(decl.dims)} dimension(s) {list(decl.dims)} but is indexed "
+                         f"with {len(index)}: {decl.name}[{', '.join('{}' for _ in index)}]", exprs=index)
     for pos, ix in enumerate(index):
         if ix.dtype != INT:
-            raise TraceError(located(
-                f"index {pos} of tensor {decl.name} must be an integer expression, got "
-                f"{ix.dtype} expression {_show(ix)}" + ("; use // for integer division" if ix.dtype == FLOAT else ""),
-                user_location()))
+            raise TraceError(f"index {pos} of tensor {decl.name} must be an integer expression, got {ix.dtype} "
+                             "expression {}", exprs=(ix,),
+                             hint="use // for integer division" if ix.dtype == FLOAT else None)
     return Expr("load", tuple(index), decl, decl.kind)
 
 
@@ -173,17 +170,10 @@ def promote(*dtypes: str) -> str:
     return max(dtypes, key=_RANK.__getitem__)
 
 
-def _show(e: Expr) -> str:
-    """Print ``e`` in the user's vocabulary: ``q_idx``/``kv_idx`` while tracing a function."""
-    from .printer import format_expr
-    from .trace import _STATE
-
-    return format_expr(e, names=FLEX_NAMES if _STATE.get() is not None else None)
-
-
 def _type_error(message: str, *exprs: Expr) -> TraceError:
-    shown = ", ".join(_show(e) for e in exprs)
-    return TraceError(located(f"{message}: {shown}", user_location()))
+    # The expressions travel with the error: the tracing boundary prints them with the
+    # names the user wrote (q_idx, kv_idx), a cascade with its letters.
+    return TraceError(message + ": " + ", ".join("{}" for _ in exprs), exprs=exprs)
 
 
 def unary(op: str, x: Expr) -> Expr:

@@ -24,7 +24,7 @@ import ast
 import math
 import re
 
-from ..errors import AttncompError, CascadeError, Location, located
+from ..errors import AttncompError, CascadeError, Location
 from . import expr as E
 from .printer import CALLS
 from .program import Eqn, InputDecl, Program
@@ -302,16 +302,20 @@ def parse_program(text: str, name: str = "cascade", mask: E.Expr | None = None, 
             continue
         try:
             parser.line(line, lineno)
-        except (_LineError, AttncompError) as err:
-            msg = str(err).split("\n  at ")[0]
-            raise CascadeError(located(f"{name}: line {lineno}: {msg}\n    {raw.strip()}", where)) from None
+        except _LineError as err:
+            raise CascadeError(f"line {lineno}: {err}\n    {raw.strip()}", variant=name, location=where) from None
+        except AttncompError as err:  # from an IR constructor: what is wrong, quoted with the line
+            raise CascadeError(f"line {lineno}: {err.summary}\n    {raw.strip()}", variant=name, hint=err.hint,
+                               location=where) from None
     if not parser.eqns:
-        raise CascadeError(located(f"{name}: the cascade has no equations", where))
+        raise CascadeError("the cascade has no equations", variant=name, location=where)
     if score is not None and not parser.score_used:
-        raise CascadeError(located(f"{name}: a score function was given but the cascade never calls score(...)", where))
+        raise CascadeError("a score function was given but the cascade never calls score(...)", variant=name,
+                           location=where)
     unused = set(parser.given) - {n for e in [q.rhs for q in parser.eqns] + [parser.mask] if e is not None for n in E.params_of(e)}
     if unused:
-        raise CascadeError(located(f"{name}: params {sorted(unused)} were given but the cascade does not use them", where))
+        raise CascadeError(f"params {sorted(unused)} were given but the cascade does not use them", variant=name,
+                           location=where)
     program = Program(parser.ordered_inputs(), tuple(parser.eqns), parser.mask, name=name, bindings=bindings, source=where)
     verify(program)
     return program

@@ -26,6 +26,7 @@ from typing import Any
 
 import networkx as nx
 
+from ..errors import CascadeError, api_boundary
 from .expr import Expr, TensorDecl, param, substitute, walk
 
 
@@ -138,14 +139,13 @@ class Program:
 
     # --- rewriting -------------------------------------------------------------------------
 
+    @api_boundary
     def with_params(self, **values: int | float) -> Program:
         """A copy with parameter values replaced (``spec.with_params(window=512)``)."""
-        from ..errors import CascadeError
-
         current = self.params
         unknown = sorted(set(values) - set(current))
         if unknown:
-            raise CascadeError(f"{self.name}: no parameter(s) {unknown}; it has {sorted(current)}")
+            raise CascadeError(f"no parameter(s) {unknown}; it has {sorted(current)}", variant=self.name)
         mapping = {param(k, current[k]): param(k, v) for k, v in values.items()}
         new_eqns = tuple(replace(e, rhs=substitute(e.rhs, mapping)) for e in self.eqns)
         new_mask = substitute(self.mask, mapping) if self.mask is not None else None

@@ -13,14 +13,15 @@ to write instead.
 
 from __future__ import annotations
 
-from ..errors import TraceError, located, user_location
+import torch
+
+from ..errors import TraceError
 from . import expr as E
+from .capture import capture
 
 _BOOL_HINT = (
-    "a symbolic index or score was used as a Python bool ({what}); attention functions are "
-    "traced, not run, so Python's `and`, `or`, `not`, `if`, `min`, `max` and chained comparisons "
-    "cannot see the values. Use `&`, `|`, `~` (with parentheses: `(q_idx >= kv_idx) & (...)`), "
-    "torch.where(cond, a, b), torch.minimum/torch.maximum"
+    "use `&`, `|`, `~` (with parentheses: `(q_idx >= kv_idx) & (...)`), torch.where(cond, a, b), "
+    "torch.minimum/torch.maximum"
 )
 
 
@@ -82,13 +83,13 @@ class Proxy:
 
     # --- places Python needs a concrete value ------------------------------------------
     def __bool__(self):
-        raise TraceError(located(_BOOL_HINT.format(what=f"bool({show(self.expr)})"), user_location()))
+        raise TraceError(f"a symbolic index or score was used as a Python bool (bool({show(self.expr)})); "
+                         "attention functions are traced, not run, so Python's `and`, `or`, `not`, `if`, `min`, "
+                         "`max` and chained comparisons cannot see the values", hint=_BOOL_HINT)
 
     def _concrete(self, what: str):
-        raise TraceError(located(
-            f"{what}({show(self.expr)}) needs a concrete value, but attention functions are traced "
-            "symbolically; use torch ops (torch.floor, .to(torch.int64), torch.log, ...) instead",
-            user_location()))
+        raise TraceError(f"{what}({show(self.expr)}) needs a concrete value, but attention functions are traced "
+                         "symbolically", hint="use torch ops (torch.floor, .to(torch.int64), torch.log, ...) instead")
 
     def __int__(self): self._concrete("int")
     def __float__(self): self._concrete("float")
@@ -101,19 +102,18 @@ class Proxy:
     def __iter__(self): self._concrete("iter")
 
     def __getitem__(self, index):
-        raise TraceError(located(
-            f"cannot index the symbolic value {show(self.expr)}; index a tensor with it instead "
-            "(e.g. doc_ids[b, q_idx])", user_location()))
+        raise TraceError(f"cannot index the symbolic value {show(self.expr)}",
+                         hint="index a tensor with it instead (e.g. doc_ids[b, q_idx])")
 
     # --- torch integration -------------------------------------------------------------
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
-        from .torch_ops import dispatch
+        from .torch_ops import dispatch  # late import: the table builds Proxies, so it imports this module
 
         return dispatch(func, args, kwargs or {})
 
     def __getattr__(self, name: str):
-        from .torch_ops import method
+        from .torch_ops import method  # late import: as in __torch_function__
 
         return method(self, name)
 
@@ -126,17 +126,12 @@ def lift(x) -> E.Expr:
         return E.const(x)
     if type(x).__module__ == "numpy" and hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
         return E.const(x.item())
-    import torch
-
     if isinstance(x, torch.Tensor):
-        from .trace import capture
-
         if x.dim() != 0:
-            raise TraceError(located(
-                f"a captured tensor of shape {tuple(x.shape)} was used directly in an expression; "
-                "index it with the symbolic indices (e.g. bias[h, q_idx - kv_idx])", user_location()))
+            raise TraceError(f"a captured tensor of shape {tuple(x.shape)} was used directly in an expression",
+                             hint="index it with the symbolic indices (e.g. bias[h, q_idx - kv_idx])")
         return E.load(capture(x), ())
-    raise TraceError(located(f"cannot use {type(x).__name__} {x!r} in an attention expression", user_location()))
+    raise TraceError(f"cannot use {type(x).__name__} {x!r} in an attention expression")
 
 
 def _bin(op: str, a, b) -> Proxy:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ShapeError, located
+from ..errors import ShapeError
 from . import expr as E
 
 
-def check_runtime_tensors(program, given: dict, sizes: dict[str, int], where) -> dict[str, torch.Tensor]:
+def check_runtime_tensors(program, given: dict, sizes: dict[str, int]) -> dict[str, torch.Tensor]:
     """The runtime tensors ``program`` reads, from ``given`` or its captured bindings,
     checked for rank, dtype kind and sizes (``B`` = ``sizes["b"]``, ``H`` = ``sizes["h"]``,
     other named dims consistent across tensors, integers exact)."""
     def fail(message):
-        return ShapeError(located(f"{program.name}: {message}", where))
+        return ShapeError(message, variant=program.name)
 
     available = dict(program.bindings) | dict(given)
     named: dict[str, tuple[int, str]] = {}

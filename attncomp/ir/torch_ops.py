@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import TraceError, located, user_location
+from ..errors import TraceError
 from . import expr as E
+from .capture import capture
 from .proxy import Proxy, lift
 
 
@@ -64,9 +65,8 @@ def _fmod(args, kwargs):
 def _minmax(op):
     def build(args, kwargs):
         if len(args) != 2 or not all(isinstance(x, (Proxy, torch.Tensor)) for x in args):
-            raise TraceError(located(
-                f"torch.{'min' if op == 'minimum' else 'max'} with a dim or one argument is a reduction; "
-                f"for the elementwise form use torch.{op}(a, b) or torch.clamp", user_location()))
+            raise TraceError(f"torch.{'min' if op == 'minimum' else 'max'} with a dim or one argument is a reduction",
+                             hint=f"for the elementwise form use torch.{op}(a, b) or torch.clamp")
         return Proxy(E.binary(op, lift(args[0]), lift(args[1])))
     return build
 
@@ -148,22 +148,19 @@ def _new_full(value=None):
 def _elu(args, kwargs):
     alpha = args[1] if len(args) > 1 else kwargs.get("alpha", 1.0)
     if alpha != 1.0:
-        raise TraceError(located("elu with alpha != 1 is not supported; write it with torch.where", user_location()))
+        raise TraceError("elu with alpha != 1 is not supported", hint="write it with torch.where")
     return Proxy(E.unary("elu", lift(args[0])))
 
 
 def _getitem(args, kwargs):
-    from .trace import capture
-
     tensor, index = args
     if not isinstance(tensor, torch.Tensor):
-        raise TraceError(located("only captured torch tensors can be indexed symbolically", user_location()))
+        raise TraceError("only captured torch tensors can be indexed symbolically")
     index = index if isinstance(index, tuple) else (index,)
     for ix in index:
         if isinstance(ix, (slice, type(Ellipsis), type(None), list)):
-            raise TraceError(located(
-                f"indexing a captured tensor with {ix!r} is not supported; give one integer "
-                "expression per dimension (e.g. doc_ids[b, q_idx])", user_location()))
+            raise TraceError(f"indexing a captured tensor with {ix!r} is not supported",
+                             hint="give one integer expression per dimension (e.g. doc_ids[b, q_idx])")
     return Proxy(E.load(capture(tensor), tuple(lift(ix) for ix in index)))
 
 
@@ -224,10 +221,9 @@ def dispatch(func, args, kwargs):
     name = getattr(func, "__name__", str(func))
     fn = TABLE.get(name)
     if fn is None:
-        raise TraceError(located(
-            f"torch.{name} is not supported in masks and score mods; supported calls include "
-            "where, abs, minimum, maximum, clamp, logical_and/or/not, exp, log, tanh, sigmoid, "
-            "sqrt, floor_divide, remainder and indexing captured tensors", user_location()))
+        raise TraceError(f"torch.{name} is not supported in masks and score mods",
+                         hint="supported calls include where, abs, minimum, maximum, clamp, logical_and/or/not, "
+                              "exp, log, tanh, sigmoid, sqrt, floor_divide, remainder and indexing captured tensors")
     return fn(args, kwargs)
 
 

@@ -9,7 +9,7 @@ are declared consistently; the mask is boolean over ``b, h, m, n`` only.
 
 from __future__ import annotations
 
-from ..errors import CascadeError, located
+from ..errors import CascadeError
 from . import expr as E
 from .program import Program
 
@@ -17,7 +17,7 @@ from .program import Program
 def _fail(program: Program, message: str, where_text: str | None = None, line: int = 0) -> CascadeError:
     quote = f"\n    {where_text}" if where_text else ""
     at_line = f"line {line}: " if line else ""
-    return CascadeError(located(f"{program.name}: {at_line}{message}{quote}", program.source))
+    return CascadeError(f"{at_line}{message}{quote}", variant=program.name, location=program.source)
 
 
 def _check_expr(program: Program, rhs: E.Expr, text: str, line: int, decls: dict, params: dict) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import AttncompError, located, user_location
+from ..errors import AttncompError, api_boundary
 from ..ir.analysis import BlockLayout, analyze
 from ..ir.passes import optimize
 from ..ir.program import Program
@@ -68,6 +68,7 @@ def _works(spec: Program, bm: int, bn: int, head_dim: int, value_dim: int, nbyte
             tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted))
 
 
+@api_boundary
 def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, heads: int = 1, kv_heads: int | None = None,
              q_len: int = 4096, kv_len: int | None = None, head_dim: int = 128, value_dim: int | None = None,
              dtype: str = "bf16", block: tuple[int, int] | None = None, tensors: dict | None = None,
@@ -80,25 +81,24 @@ def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, h
     >>> round(est.bound, 2), round(est.flop_bound, 2), est.speedup > 1.8
     (1.98, 2.0, True)
     """
-    where = user_location()
     hw = hardware if isinstance(hardware, Hardware) else gpu(hardware)
     fam_name = family or DEFAULT_FAMILY[hw.generation]
     if fam_name not in FAMILIES:
-        raise AttncompError(located(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}", where))
+        raise AttncompError(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}")
     fam = FAMILIES[fam_name]
     if dtype not in DTYPE_BYTES:
-        raise AttncompError(located(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}", where))
+        raise AttncompError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}")
     kv_len = kv_len or q_len
     kv_heads = kv_heads or heads
     if heads % kv_heads:
-        raise AttncompError(located(f"{spec.name}: kv_heads={kv_heads} must divide heads={heads}", where))
+        raise AttncompError(f"kv_heads={kv_heads} must divide heads={heads}", variant=spec.name)
     value_dim = value_dim or head_dim
     bm, bn = block or fam.block(head_dim)
     if layout is None:
         layout = analyze(spec, q_len, kv_len, (bm, bn), tensors=tensors, batch=batch, heads=heads)
     elif layout.block != (bm, bn) or (layout.q_len, layout.kv_len) != (q_len, kv_len):
-        raise AttncompError(located(f"{spec.name}: the layout is for {layout.q_len}x{layout.kv_len} with blocks "
-                                    f"{layout.block}, not {q_len}x{kv_len} with {(bm, bn)}", where))
+        raise AttncompError(f"the layout is for {layout.q_len}x{layout.kv_len} with blocks {layout.block}, "
+                            f"not {q_len}x{kv_len} with {(bm, bn)}", variant=spec.name)
     nbytes = DTYPE_BYTES[dtype]
     work, dense_work = _works(spec, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)

@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ..errors import AttncompError, Location, located
+from ..errors import AttncompError, traceback_location
 from ..ir import attention
 from ..ir.program import Program
 from .registry import REGISTRY, Variant
@@ -50,12 +50,8 @@ def _import_file(path: str):
     except AttncompError:
         raise
     except Exception as err:
-        tb, where = err.__traceback__, None
-        while tb is not None:
-            if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path):
-                where = Location(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-            tb = tb.tb_next
-        raise AttncompError(located(f"{path}: importing it failed: {type(err).__name__}: {err}", where)) from None
+        raise AttncompError(f"{path}: importing it failed: {type(err).__name__}: {err}",
+                            location=traceback_location(err.__traceback__, inside=path)) from None
     return module
 
 

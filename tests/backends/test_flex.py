@@ -94,6 +94,7 @@ def test_layouts_are_cached_and_follow_runtime_tensors(monkeypatch):
 
 PRODUCE = """
 import sys, torch, attncomp as ac
+from attncomp.backends.flex_blockmask import to_block_mask
 from attncomp.variants import REGISTRY
 torch.manual_seed(0)
 spec = ac.attention(mask=ac.variants.document(), score=ac.variants.softcap(7.5), name="doc_softcap")
@@ -101,7 +102,7 @@ kernel = ac.compile(spec, backend="flex")
 q, k, v = (torch.randn(2, 2, 700, 16) for _ in range(3))
 doc = REGISTRY["document"].example_tensors(REGISTRY["document"].example(700))["doc"]
 out = kernel(q, k, v, doc=doc)
-bm = kernel.padded_layout(700, 700, batch=2, heads=2, tensors={"doc": doc}).to_block_mask()
+bm = to_block_mask(kernel.padded_layout(700, 700, batch=2, heads=2, tensors={"doc": doc}))
 open(sys.argv[1] + "/kernel.py", "w").write(kernel.source)
 torch.save({"q": q, "k": k, "v": v, "doc": doc, "out": out,
             "blocks": [bm.kv_num_blocks, bm.kv_indices, bm.full_kv_num_blocks, bm.full_kv_indices]},

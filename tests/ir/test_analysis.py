@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from strategies import bool_exprs
 
 import attncomp as ac
-from attncomp.ir.attention import SoftmaxParts, softmax_program
 from attncomp.ir.evaluate import dense_mask
+from attncomp.ir.softmax import SoftmaxParts, softmax_program
 
 DOC_VALUES = torch.randint(-3, 5, (3, 64), generator=torch.Generator().manual_seed(1)).to(torch.int32)
 HW_VALUES = torch.tensor([2, -1, 7, 0], dtype=torch.int32)

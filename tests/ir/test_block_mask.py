@@ -1,4 +1,4 @@
-"""``BlockLayout.to_block_mask()`` holds the same partial and full blocks per row as
+"""``to_block_mask(layout)`` holds the same partial and full blocks per row as
 FlexAttention's ``create_block_mask`` on the same mask (built here from the independent
 oracle's dense mask), for every library variant with a mask at 2K-4K tokens."""
 
@@ -7,6 +7,7 @@ from oracles import mask_oracle
 from torch.nn.attention.flex_attention import create_block_mask
 
 import attncomp as ac
+from attncomp.backends.flex_blockmask import to_block_mask
 from attncomp.variants import REGISTRY
 
 # Grid variants at 2K-4K tokens; 1-D variants at one block-multiple and one ragged length.
@@ -52,7 +53,7 @@ def test_block_mask_matches_create_block_mask(name, args, length):
     dense = dense.expand(ex.batch, ex.heads, ex.q_len, ex.kv_len)
     B, H = layout.shape
     ref = create_block_mask(lambda b, h, q, kv: dense[b, h, q, kv], B, H, ex.q_len, ex.kv_len, device="cpu")
-    ours = layout.to_block_mask()
+    ours = to_block_mask(layout)
     assert rows(ours.kv_num_blocks, ours.kv_indices) == rows(ref.kv_num_blocks, ref.kv_indices)
     assert rows(ours.full_kv_num_blocks, ours.full_kv_indices) == rows(ref.full_kv_num_blocks, ref.full_kv_indices)
     # the q-side lists (per key block, the query blocks that list it) the backward pass walks

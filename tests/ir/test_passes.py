@@ -8,9 +8,9 @@ from torch.nn.attention.flex_attention import and_masks
 
 import attncomp as ac
 from attncomp.ir import expr as E
-from attncomp.ir.attention import SoftmaxParts, softmax_program
 from attncomp.ir.evaluate import dense_mask
 from attncomp.ir.passes import fold, fold_expr, hoist_masks, optimize, simplify, simplify_mask
+from attncomp.ir.softmax import SoftmaxParts, softmax_program
 
 DOC_VALUES = torch.randint(-3, 5, (3, 64), generator=torch.Generator().manual_seed(1)).to(torch.int32)
 HW_VALUES = torch.tensor([2, -1, 7, 0], dtype=torch.int32)

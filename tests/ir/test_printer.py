@@ -9,8 +9,8 @@ from strategies import bool_exprs, float_exprs, int_exprs
 import attncomp as ac
 from attncomp.ir import expr as E
 from attncomp.ir import parse_program
-from attncomp.ir.attention import SoftmaxParts, softmax_program
 from attncomp.ir.printer import format_expr
+from attncomp.ir.softmax import SoftmaxParts, softmax_program
 from attncomp.variants import REGISTRY
 
 

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from ...errors import UnsupportedError, located, user_location
+from ...errors import UnsupportedError, api_boundary
 from ...ir.analysis import analyze
 from ...ir.passes import optimize
 from ...ir.program import Program
@@ -69,10 +69,9 @@ class TritonKernel:
     def module(self, device: torch.device) -> dict:
         """The loaded module; CPU tensors need Triton's interpreter."""
         if device.type != "cuda" and not interpreter_ready():
-            raise UnsupportedError(located(
-                f"{self.spec.name}: Triton kernels run on CPU tensors only in Triton's interpreter, which must be "
-                "chosen before triton is imported: set TRITON_INTERPRET=1 in the environment (or pass CUDA tensors)",
-                user_location()))
+            raise UnsupportedError("Triton kernels run on CPU tensors only in Triton's interpreter, which must be "
+                                   "chosen before triton is imported", variant=self.spec.name,
+                                   hint="set TRITON_INTERPRET=1 in the environment (or pass CUDA tensors)")
         if self._module is None:
             self._module = load_module(self.source, f"attncomp_triton_{self.spec.name}")
         return self._module
@@ -90,6 +89,7 @@ class TritonKernel:
                             as_t(layout.full.offsets), as_t(layout.full.indices))
         return self.cache.get(bound, device, build)
 
+    @api_boundary
     def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
         bound = bind(self.program, args, tensors)
         device = bound.device
@@ -97,8 +97,7 @@ class TritonKernel:
         inputs = [bound.inputs[n] for n in self.plan.inputs]
         kv_heads = {bound.inputs[n].shape[1] for n in self.plan.inputs if "n" in self.program.input(n).letters}
         if len(kv_heads) != 1:
-            raise UnsupportedError(located(f"{self.spec.name}: all key-side inputs must have the same number of heads",
-                                           user_location()))
+            raise UnsupportedError("all key-side inputs must have the same number of heads", variant=self.spec.name)
         runtime = [bound.tensors[t] for t in self.program.tensors]
         fn = self.module(device)["attention"]
         with torch.no_grad():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...errors import UnsupportedError, located
+from ...errors import UnsupportedError
 from ...ir import expr as E
 from ...ir.program import Eqn, Program
 
@@ -83,10 +83,11 @@ class _Lowering:
         self.v: str | None = None
 
     def blocked(self, eqn: Eqn, why: str) -> UnsupportedError:
-        return UnsupportedError(located(
-            f"{self.program.name}: the Triton backend cannot lower `{eqn.format(self.program.defined_letters())}`: "
-            f"{why}. It lowers softmax, weighted (e.g. sigmoid) and linear attention terms over one key loop, "
-            "combined elementwise; use backend='reference' for other cascades", self.program.source))
+        return UnsupportedError(
+            f"the Triton backend cannot lower `{eqn.format(self.program.defined_letters())}`: {why}",
+            hint="it lowers softmax, weighted (e.g. sigmoid) and linear attention terms over one key loop, "
+                 "combined elementwise; use backend='reference' for other cascades",
+            variant=self.program.name, location=self.program.source)
 
     # --- pieces ----------------------------------------------------------------------------
     def feature(self, f: E.Expr, letters: tuple[str, ...]) -> tuple[str, E.Expr | None] | None:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ...errors import AttncompError, located, user_location
+from ...errors import AttncompError, api_boundary
 from .. import expr as E
 from ..evaluate import dense_mask, mask_mod
 from ..program import Program
@@ -31,11 +31,11 @@ DENSE_CHECK_LIMIT = 1 << 24  # points: below this, a possible out-of-bounds load
 def _block(block) -> tuple[int, int]:
     bm, bn = (block, block) if isinstance(block, int) else tuple(block)
     if not all(isinstance(x, int) and x > 0 for x in (bm, bn)):
-        raise AttncompError(located(f"block must be a positive int or two, got {block!r}", user_location()))
+        raise AttncompError(f"block must be a positive int or two, got {block!r}")
     return bm, bn
 
 
-def _check_loads_in_bounds(program, mask, grid, params, load, tensors, where) -> None:
+def _check_loads_in_bounds(program, mask, grid, params, load, tensors) -> None:
     """Every load's index must stay inside its tensor over the whole domain. Intervals
     prove it in the usual case; otherwise small problems are checked point by point (the
     evaluator names the offending index), large ones are refused."""
@@ -54,12 +54,12 @@ def _check_loads_in_bounds(program, mask, grid, params, load, tensors, where) ->
                 dense_mask(mask, grid.q_len, grid.kv_len, tensors, params, int(grid.group_b.max()) + 1,
                            int(grid.group_h.max()) + 1, program.name)
                 return
-            raise AttncompError(located(
-                f"{program.name}: index {pos} of {node.arg.name} is `{sub}`, which may take values "
-                f"{lo.min():.0f}..{hi.max():.0f} outside 0..{shape[pos] - 1}; clamp it so the mask never "
-                "reads outside the tensor", where))
+            raise AttncompError(f"index {pos} of {node.arg.name} is `{sub}`, which may take values "
+                                f"{lo.min():.0f}..{hi.max():.0f} outside 0..{shape[pos] - 1}",
+                                hint="clamp it so the mask never reads outside the tensor", variant=program.name)
 
 
+@api_boundary
 def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
             batch: int = 1, heads: int = 1) -> BlockLayout:
     """Classify every (query block, key block) tile of ``spec``'s mask as empty, partial or full.
@@ -84,13 +84,12 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
     from ..passes import optimize
 
     start = time.perf_counter()
-    where = user_location()
     if not isinstance(spec, Program):
-        raise AttncompError(located(f"ac.analyze expects a Program, got {type(spec).__name__}", where))
+        raise AttncompError(f"ac.analyze expects a Program, got {type(spec).__name__}")
     kv_len = q_len if kv_len is None else kv_len
     for name, value in (("q_len", q_len), ("kv_len", kv_len), ("batch", batch), ("heads", heads)):
         if not (isinstance(value, int) and value > 0):
-            raise AttncompError(located(f"{spec.name}: {name} must be a positive int, got {value!r}", where))
+            raise AttncompError(f"{name} must be a positive int, got {value!r}", variant=spec.name)
     bm, bn = _block(block)
     program = optimize(spec)
     mask = program.mask
@@ -105,7 +104,7 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
         return from_tiles(grid, root, empty, empty, shape, name=spec.name, stats={"levels": 0, "rectangles": 0},
                           analysis_time_s=time.perf_counter() - start, _mask_density=1.0)
 
-    values = check_runtime_tensors(program, tensors or {}, {"b": batch, "h": heads}, where)
+    values = check_runtime_tensors(program, tensors or {}, {"b": batch, "h": heads})
     params = {k: v for k, v in program.params.items() if v is not None}
     group = max(1, min(64, math.gcd(bm, bn)))
     tables = {name: RangeTable(t, group) for name, t in values.items() if name in E.tensors_of(mask)}
@@ -115,7 +114,7 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
 
     reps, members = _group_classes(mask, grid)
     rgrid = Grid(q_len, kv_len, bm, bn, grid.group_b[reps], grid.group_h[reps])
-    _check_loads_in_bounds(program, mask, rgrid, params, load, values, where)
+    _check_loads_in_bounds(program, mask, rgrid, params, load, values)
     stats: dict = {"groups": G, "distinct_groups": len(reps)}
     full_rects, leaves = subdivide(mask, rgrid, params, load, stats)
     points = PointEvaluator(mask, values, params, program.name)
@@ -127,7 +126,7 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
 
     return from_tiles(grid, *(members.expand(r) for r in (full_rects, full_tiles, partial_tiles)), shape,
                       name=spec.name, analysis_time_s=time.perf_counter() - start, stats=stats,
-                      _count_partial=count_partial, _mask_mod=mask_mod(mask, values, params, program.name))
+                      _count_partial=count_partial, mask_mod=mask_mod(mask, values, params, program.name))
 
 
 def _group_classes(mask: E.Expr, grid: Grid) -> tuple[np.ndarray, _Members]:

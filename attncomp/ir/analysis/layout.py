@@ -8,13 +8,11 @@ and ``h``; a mask that does not read one broadcasts over it (size 1).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..picture import EMPTY, FULL, PARTIAL
 from .tiles import Grid, Rects
@@ -75,7 +73,9 @@ class BlockLayout:
     name: str = "mask"
     stats: dict = field(default_factory=dict)  # levels, rectangles classified, tiles sampled / dense
     _count_partial: Callable[[BlockLayout], int] | None = field(default=None, repr=False)
-    _mask_mod: Callable | None = field(default=None, repr=False)
+    # the mask as a torch function of (b, h, q_idx, kv_idx), interpreting the IR: the
+    # default mask_mod of a BlockMask built from this layout
+    mask_mod: Callable | None = field(default=None, repr=False)
     _mask_density: float | None = field(default=None, repr=False)
 
     # --- geometry --------------------------------------------------------------------------
@@ -153,66 +153,6 @@ class BlockLayout:
             r = g * self.num_q_blocks + row
             out += [(row, int(j)) for j in csr.indices[csr.offsets[r]:csr.offsets[r + 1]]]
         return out
-
-    # --- FlexAttention -----------------------------------------------------------------------
-    def _flex_csr(self) -> tuple[CSR, CSR]:
-        """create_block_mask pads the mask with False to whole blocks, so a tile cut by the
-        end of the sequence is never full there; demote such tiles to partial to match."""
-        bm, bn = self.block
-        if self.q_len % bm == 0 and self.kv_len % bn == 0:
-            return self.partial, self.full
-        rows = self.full.rows()
-        cut = ((rows % self.num_q_blocks == self.num_q_blocks - 1) & (self.q_len % bm != 0)) | \
-              ((self.full.indices == self.num_kv_blocks - 1) & (self.kv_len % bn != 0))
-        prow = self.partial.rows()
-        n = self.groups * self.num_q_blocks
-        partial = CSR.build(n, np.concatenate([prow, rows[cut]]),
-                            np.concatenate([self.partial.indices, self.full.indices[cut]]).astype(np.int64),
-                            np.concatenate([self.partial.indices, self.full.indices[cut]]).astype(np.int64) + 1)
-        full = CSR.build(n, rows[~cut], self.full.indices[~cut].astype(np.int64), self.full.indices[~cut].astype(np.int64) + 1)
-        return partial, full
-
-    def _padded(self, csr: CSR, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """FlexAttention's format: per row a count and a zero-padded index row, shaped
-        ``[batch, heads, rows, width]``. Rows are copied as slices: memory-bound, where a
-        scatter of every index costs seconds at 1M tokens."""
-        counts = csr.counts()
-        dense = np.zeros((len(counts), width), dtype=np.int32)
-        for r in np.flatnonzero(counts):
-            dense[r, :counts[r]] = csr.indices[csr.offsets[r]:csr.offsets[r + 1]]
-        shape = self.shape + (len(counts) // self.groups,)
-        return torch.from_numpy(counts.astype(np.int32).reshape(shape)), torch.from_numpy(dense.reshape(shape + (width,)))
-
-    def _transposed(self, csr: CSR) -> CSR:
-        """Per (group, key block), the query blocks that list it, ascending: the q-side
-        lists the backward pass walks. A stable sort of the entries by column, O(nnz log
-        nnz) on int32 keys (FlexAttention's from_kv_blocks argsorts the dense
-        [q blocks x kv blocks] grid instead: 11 s at 1M tokens)."""
-        nq, nk = self.num_q_blocks, self.num_kv_blocks
-        counts, row = csr.counts(), np.arange(self.groups * nq)
-        q_block = np.repeat((row % nq).astype(np.int32), counts)  # divisions per row, not per entry
-        key = csr.indices + np.repeat((row // nq * nk).astype(np.int32), counts) if self.groups > 1 else csr.indices
-        order = torch.sort(torch.from_numpy(key), stable=True).indices.numpy()
-        offsets = np.zeros(self.groups * nk + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(np.bincount(key, minlength=self.groups * nk))
-        return CSR(offsets, q_block[order])
-
-    def to_block_mask(self, mask_mod: Callable | None = None, device: str | torch.device = "cpu"):
-        """A FlexAttention ``BlockMask`` from the compressed rows (never by evaluating the
-        mask densely); ``mask_mod`` defaults to one interpreting the IR. The kv-side lists
-        are what ``BlockMask.from_kv_blocks`` takes; the q-side (backward) lists are their
-        transpose, computed here from the sparse rows rather than from a dense grid."""
-        from torch.nn.attention.flex_attention import BlockMask
-
-        lists = {}
-        for prefix, csr in zip(("", "full_"), self._flex_csr()):
-            num, idx = self._padded(csr, self.num_kv_blocks)
-            lists[f"{prefix}kv_num_blocks"], lists[f"{prefix}kv_indices"] = num.to(device), idx.to(device)
-            num, idx = self._padded(self._transposed(csr), self.num_q_blocks)
-            lists[f"{prefix}q_num_blocks"], lists[f"{prefix}q_indices"] = num.to(device), idx.to(device)
-        if "seq_lengths" in inspect.signature(BlockMask.__init__).parameters:
-            lists["seq_lengths"] = (self.q_len, self.kv_len)
-        return BlockMask(**lists, BLOCK_SIZE=self.block, mask_mod=mask_mod or self._mask_mod)
 
     # --- pictures ---------------------------------------------------------------------------
     def class_grid(self, b: int = 0, h: int = 0, max_cells: int | None = None) -> np.ndarray:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 from .. import expr as E
-from ..attention import SoftmaxParts, match_softmax, softmax_program
 from ..program import Program
+from ..softmax import SoftmaxParts, match_softmax, softmax_program
 
 
 def _is_neg_inf(e: E.Expr) -> bool:
