@@ -13,14 +13,17 @@ from __future__ import annotations
 import math
 
 from ..ir import expr as E
+from ..ir.ops import Op
 from ..ir.printer import PREC_ATOM, Syntax, format_expr, format_lets
+from ..ir.rewrite import Pat, Rules, graph_rewrite
 
 TORCH_CALLS = {
-    "abs": "torch.abs", "exp": "torch.exp", "exp2": "torch.exp2", "log": "torch.log", "log2": "torch.log2",
-    "sqrt": "torch.sqrt", "tanh": "torch.tanh", "sigmoid": "torch.sigmoid", "relu": "torch.relu",
-    "elu": "torch.nn.functional.elu", "floor": "torch.floor", "ceil": "torch.ceil", "where": "torch.where",
+    Op.ABS: "torch.abs", Op.EXP: "torch.exp", Op.EXP2: "torch.exp2", Op.LOG: "torch.log", Op.LOG2: "torch.log2",
+    Op.SQRT: "torch.sqrt", Op.TANH: "torch.tanh", Op.SIGMOID: "torch.sigmoid", Op.RELU: "torch.relu",
+    Op.ELU: "torch.nn.functional.elu", Op.FLOOR: "torch.floor", Op.CEIL: "torch.ceil", Op.WHERE: "torch.where",
 }
-ARITH = {"add", "sub", "mul", "floordiv", "mod", "pow", "neg", "abs", "minimum", "maximum"}
+# Arithmetic whose boolean operands must be cast to 0/1 first.
+ARITH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD, Op.POW, Op.NEG, Op.ABS, Op.MINIMUM, Op.MAXIMUM})
 
 
 def constant_name(param: str) -> str:
@@ -61,20 +64,23 @@ def _leaf(node: E.Expr, printer):
 
 def torch_syntax() -> Syntax:
     syntax = Syntax(calls=dict(TORCH_CALLS), const=_const)
-    syntax.override.update({"minimum": _minmax, "maximum": _minmax, "float": _cast, "int": _cast})
+    syntax.override.update({Op.MINIMUM: _minmax, Op.MAXIMUM: _minmax, Op.FLOAT: _cast, Op.INT: _cast})
     return syntax
+
+
+def _cast_bools(e: E.Expr) -> E.Expr | None:
+    if e.dtype == E.BOOL or not any(s.dtype == E.BOOL for s in e.src):
+        return None
+    return e.with_src(tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in e.src))
+
+
+BOOL_CASTS = Rules([(Pat(ARITH, name="e"), _cast_bools)])
 
 
 def explicit_bool_casts(expr: E.Expr) -> E.Expr:
     """Every boolean operand of arithmetic as an explicit ``int(...)``: 0 or 1, as in
     Python (torch adds two bools as a logical or; Triton would keep an int1)."""
-    done: dict[E.Expr, E.Expr] = {}
-    for node in E.walk(expr):
-        src = tuple(done[s] for s in node.src)
-        if node.op in ARITH and node.dtype != E.BOOL:
-            src = tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in src)
-        done[node] = node if src == node.src else E.rebuild(node, src)
-    return done[expr]
+    return graph_rewrite(expr, BOOL_CASTS)
 
 
 def torch_code(expr: E.Expr) -> str:

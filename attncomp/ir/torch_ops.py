@@ -24,8 +24,18 @@ def _b(op, reflected=False):
     return build
 
 
-def _u(op):
-    return lambda args, kwargs: Proxy(E.unary(op, lift(args[0])))
+def _u(op, **defaults):
+    """A unary op; ``defaults`` are the extra arguments of the torch call (``alpha`` of
+    elu), which must keep their default values (the op has no parameters)."""
+    def build(args, kwargs):
+        given = dict(zip(defaults, args[1:])) | {k: v for k, v in kwargs.items() if k in defaults}
+        changed = [f"{k}={v!r}" for k, v in given.items() if v != defaults[k]]
+        if changed:
+            raise TraceError(located(f"{op} with {', '.join(changed)} is not supported (only the defaults "
+                                     f"{', '.join(f'{k}={v!r}' for k, v in defaults.items())}); write it with "
+                                     "torch.where", user_location()))
+        return Proxy(E.unary(op, lift(args[0])))
+    return build
 
 
 def _truthy(x: E.Expr) -> E.Expr:
@@ -145,13 +155,6 @@ def _new_full(value=None):
     return build
 
 
-def _elu(args, kwargs):
-    alpha = args[1] if len(args) > 1 else kwargs.get("alpha", 1.0)
-    if alpha != 1.0:
-        raise TraceError(located("elu with alpha != 1 is not supported; write it with torch.where", user_location()))
-    return Proxy(E.unary("elu", lift(args[0])))
-
-
 def _getitem(args, kwargs):
     from .trace import capture
 
@@ -196,7 +199,7 @@ for _names, _fn in [
     (("clamp_min",), _clamp_one("maximum")), (("clamp_max",), _clamp_one("minimum")),
     (("exp",), _u("exp")), (("exp2",), _u("exp2")), (("log",), _u("log")), (("log2",), _u("log2")),
     (("sqrt",), _u("sqrt")), (("tanh",), _u("tanh")), (("sigmoid",), _u("sigmoid")),
-    (("relu",), _u("relu")), (("elu",), _elu), (("floor",), _u("floor")), (("ceil",), _u("ceil")),
+    (("relu",), _u("relu")), (("elu",), _u("elu", alpha=1.0)), (("floor",), _u("floor")), (("ceil",), _u("ceil")),
     (("rsqrt",), lambda a, k: Proxy(E.binary("truediv", E.const(1.0), E.unary("sqrt", lift(a[0]))))),
     (("reciprocal",), lambda a, k: Proxy(E.binary("truediv", E.const(1.0), lift(a[0])))),
     (("square",), lambda a, k: Proxy(E.binary("mul", lift(a[0]), lift(a[0])))),
