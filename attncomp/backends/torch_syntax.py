@@ -74,13 +74,27 @@ def _cast_bools(e: E.Expr) -> E.Expr | None:
     return e.with_src(tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in e.src))
 
 
-BOOL_CASTS = Rules([(Pat(ARITH, name="e"), _cast_bools)])
+def _float_operand(e: E.Expr) -> E.Expr | None:
+    x = e.src[0]
+    if e.op == Op.FLOAT or e.dtype != E.FLOAT or x.dtype == E.FLOAT:
+        return None
+    return e.with_src((E.unary("float", x),))
 
 
-def explicit_bool_casts(expr: E.Expr) -> E.Expr:
+CASTS = Rules([(Pat(ARITH, name="e"), _cast_bools), (Pat(E.UNARY, name="e"), _float_operand)])
+
+
+def explicit_casts(expr: E.Expr) -> E.Expr:
     """Every boolean operand of arithmetic as an explicit ``int(...)``: 0 or 1, as in
-    Python (torch adds two bools as a logical or; Triton would keep an int1)."""
-    return graph_rewrite(expr, BOOL_CASTS)
+    Python (torch adds two bools as a logical or; Triton would keep an int1); and every
+    integer operand of float math (``exp``, ``elu``...) as ``float(...)``, which torch's
+    ``elu`` and Triton's ``tl.exp`` need.
+
+    >>> from attncomp.ir.expr import var, binary, unary
+    >>> str(explicit_casts(unary("exp", binary("add", var("m"), binary("ge", var("m"), var("n"))))))
+    'exp(float(m + int(m >= n)))'
+    """
+    return graph_rewrite(expr, CASTS)
 
 
 def torch_code(expr: E.Expr) -> str:
@@ -90,10 +104,10 @@ def torch_code(expr: E.Expr) -> str:
     >>> torch_code(binary("minimum", binary("sub", var("m"), const(3)), const(0)))
     'torch.clamp(q_idx - 3, max=0)'
     """
-    return format_expr(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
+    return format_expr(explicit_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
 
 
 def torch_lets(expr: E.Expr) -> tuple[list[tuple[str, str]], str]:
     """Like :func:`torch_code`, with shared subexpressions bound once (``t0 = ...``)."""
-    return format_lets(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
+    return format_lets(explicit_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
 

@@ -15,12 +15,24 @@ import math
 from ...ir import expr as E
 from ...ir.ops import Op
 from ...ir.printer import PREC_ATOM, PREC_COMPARE, Syntax, format_expr
-from ..torch_syntax import explicit_bool_casts
+from ..torch_syntax import explicit_casts
 
 TL_CALLS = {
     Op.ABS: "tl.abs", Op.EXP: "tl.exp", Op.EXP2: "tl.exp2", Op.LOG: "tl.log", Op.LOG2: "tl.log2", Op.SQRT: "tl.sqrt",
     Op.SIGMOID: "tl.sigmoid", Op.FLOOR: "tl.floor", Op.CEIL: "tl.ceil", Op.WHERE: "tl.where",
     Op.MINIMUM: "tl.minimum", Op.MAXIMUM: "tl.maximum",
+}
+
+
+def _formula(text: str):
+    """An op Triton has no function for, as a formula of its operand ``{0}`` (printed as
+    a call argument or comparison operand, where any float expression parses unbracketed)."""
+    return lambda e, p: (text.format(*(p.text(s, 0) for s in e.src)), PREC_ATOM)
+
+
+TL_FORMULAS = {
+    Op.ELU: _formula("tl.where({0} > 0, {0}, tl.exp({0}) - 1.0)"),
+    Op.RELU: _formula("tl.maximum({0}, 0.0)"),
 }
 
 
@@ -70,10 +82,10 @@ class TritonPrinter:
         self.helpers: set[str] = set()
         self.syntax = Syntax(calls=dict(TL_CALLS), const=_const)
         self.syntax.override.update({
-            Op.FLOORDIV: self._floordiv, Op.MOD: self._mod, Op.TANH: self._tanh, Op.ELU: self._elu,
-            Op.RELU: self._relu, Op.FLOAT: self._cast, Op.INT: self._cast, Op.INVERT: self._invert,
-            Op.POW: self._pow,
+            Op.FLOORDIV: self._floordiv, Op.MOD: self._mod, Op.TANH: self._tanh, Op.FLOAT: self._cast,
+            Op.INT: self._cast, Op.INVERT: self._invert, Op.POW: self._pow,
         })
+        self.syntax.override.update(TL_FORMULAS)
 
     def _floordiv(self, e, p):
         a, b = e.src
@@ -96,13 +108,6 @@ class TritonPrinter:
 
     def _tanh(self, e, p):
         return f"(2.0 * tl.sigmoid(2.0 * {p.text(e.src[0], 14)}) - 1.0)", PREC_ATOM
-
-    def _elu(self, e, p):
-        x = p.text(e.src[0], 0)
-        return f"tl.where({x} > 0, {x}, tl.exp({x}) - 1.0)", PREC_ATOM
-
-    def _relu(self, e, p):
-        return f"tl.maximum({p.text(e.src[0], 0)}, 0.0)", PREC_ATOM
 
     def _cast(self, e, p):
         kind = "tl.float32" if e.op == "float" else "tl.int32"
@@ -143,7 +148,7 @@ class TritonPrinter:
         return f"({value} != 0)" if e.dtype == E.BOOL else value
 
     def __call__(self, expr: E.Expr) -> str:
-        return format_expr(explicit_bool_casts(expr), self.syntax, names=self.names, leaf=self._leaf)
+        return format_expr(explicit_casts(expr), self.syntax, names=self.names, leaf=self._leaf)
 
 
 HELPERS = {
