@@ -20,7 +20,8 @@ from ..ir.rewrite import Pat, Rules, graph_rewrite
 TORCH_CALLS = {
     Op.ABS: "torch.abs", Op.EXP: "torch.exp", Op.EXP2: "torch.exp2", Op.LOG: "torch.log", Op.LOG2: "torch.log2",
     Op.SQRT: "torch.sqrt", Op.TANH: "torch.tanh", Op.SIGMOID: "torch.sigmoid", Op.RELU: "torch.relu",
-    Op.ELU: "torch.nn.functional.elu", Op.FLOOR: "torch.floor", Op.CEIL: "torch.ceil", Op.WHERE: "torch.where",
+    Op.ELU: "torch.nn.functional.elu", Op.SOFTPLUS: "torch.nn.functional.softplus",
+    Op.LOGSIGMOID: "torch.nn.functional.logsigmoid", Op.FLOOR: "torch.floor", Op.CEIL: "torch.ceil", Op.WHERE: "torch.where",
 }
 # Arithmetic whose boolean operands must be cast to 0/1 first.
 ARITH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD, Op.POW, Op.NEG, Op.ABS, Op.MINIMUM, Op.MAXIMUM})

@@ -139,6 +139,7 @@ POINTWISE = {
     Op.EXP: _cast_to_result(torch.exp), Op.EXP2: _cast_to_result(torch.exp2), Op.LOG: _cast_to_result(torch.log),
     Op.LOG2: _cast_to_result(torch.log2), Op.SQRT: _cast_to_result(torch.sqrt), Op.TANH: _cast_to_result(torch.tanh),
     Op.SIGMOID: _cast_to_result(torch.sigmoid), Op.RELU: _cast_to_result(torch.relu), Op.ELU: _cast_to_result(F.elu),
+    Op.SOFTPLUS: _cast_to_result(F.softplus), Op.LOGSIGMOID: _cast_to_result(F.logsigmoid),
     Op.FLOOR: _rounding(torch.floor), Op.CEIL: _rounding(torch.ceil),
     Op.FLOAT: lambda e, env, x: x.to(env.float_dtype), Op.INT: lambda e, env, x: x.to(torch.int64),
     Op.WHERE: lambda e, env, c, a, b: torch.where(c, _as(a, e.dtype, env), _as(b, e.dtype, env)),

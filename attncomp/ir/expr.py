@@ -192,7 +192,7 @@ def _to_float(x: str) -> str:
 UNARY_RESULT = {
     Op.NEG: _at_least_int, Op.ABS: _at_least_int, Op.INVERT: lambda x: x,
     Op.EXP: _to_float, Op.EXP2: _to_float, Op.LOG: _to_float, Op.LOG2: _to_float, Op.SQRT: _to_float,
-    Op.TANH: _to_float, Op.SIGMOID: _to_float, Op.ELU: _to_float,
+    Op.TANH: _to_float, Op.SIGMOID: _to_float, Op.ELU: _to_float, Op.SOFTPLUS: _to_float, Op.LOGSIGMOID: _to_float,
     Op.RELU: _at_least_int, Op.FLOOR: _at_least_int, Op.CEIL: _at_least_int,
     Op.FLOAT: _to_float, Op.INT: lambda x: INT,
 }

@@ -60,6 +60,8 @@ class Op(str, enum.Enum):
     SIGMOID = "sigmoid"
     RELU = "relu"
     ELU = "elu"
+    SOFTPLUS = "softplus"
+    LOGSIGMOID = "logsigmoid"
     FLOOR = "floor"
     CEIL = "ceil"
     FLOAT = "float"
@@ -86,7 +88,7 @@ BINARY = ARITH | COMPARE | LOGIC | SHIFT
 # Unary ops that keep an integer an integer (neg, abs) or flip bits (invert).
 INT_UNARY = frozenset({Op.NEG, Op.ABS, Op.INVERT})
 FLOAT_UNARY = frozenset({Op.EXP, Op.EXP2, Op.LOG, Op.LOG2, Op.SQRT, Op.TANH, Op.SIGMOID, Op.RELU, Op.ELU,
-                         Op.FLOOR, Op.CEIL})
+                         Op.SOFTPLUS, Op.LOGSIGMOID, Op.FLOOR, Op.CEIL})
 CASTS = frozenset({Op.FLOAT, Op.INT})  # int() truncates toward zero, like Python int() and torch .long()
 UNARY = INT_UNARY | FLOAT_UNARY | CASTS
 REDUCTIONS = frozenset({Op.SOFTMAX, Op.REDUCE_MAX, Op.REDUCE_SUM})

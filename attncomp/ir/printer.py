@@ -34,7 +34,7 @@ PREFIX = {Op.NEG: "-", Op.INVERT: "~"}
 CALLS = {
     Op.ABS: "abs", Op.MINIMUM: "min", Op.MAXIMUM: "max", Op.WHERE: "where",
     Op.EXP: "exp", Op.EXP2: "exp2", Op.LOG: "log", Op.LOG2: "log2", Op.SQRT: "sqrt", Op.TANH: "tanh",
-    Op.SIGMOID: "sigmoid", Op.RELU: "relu", Op.ELU: "elu",
+    Op.SIGMOID: "sigmoid", Op.RELU: "relu", Op.ELU: "elu", Op.SOFTPLUS: "softplus", Op.LOGSIGMOID: "logsigmoid",
     Op.FLOOR: "floor", Op.CEIL: "ceil",
     Op.FLOAT: "float", Op.INT: "int",
 }

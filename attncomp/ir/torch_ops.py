@@ -200,6 +200,7 @@ for _names, _fn in [
     (("exp",), _u("exp")), (("exp2",), _u("exp2")), (("log",), _u("log")), (("log2",), _u("log2")),
     (("sqrt",), _u("sqrt")), (("tanh",), _u("tanh")), (("sigmoid",), _u("sigmoid")),
     (("relu",), _u("relu")), (("elu",), _u("elu", alpha=1.0)),
+    (("softplus",), _u("softplus", beta=1.0, threshold=20.0)), (("logsigmoid", "log_sigmoid"), _u("logsigmoid")),
     (("floor",), _u("floor")), (("ceil",), _u("ceil")),
     (("rsqrt",), lambda a, k: Proxy(E.binary("truediv", E.const(1.0), E.unary("sqrt", lift(a[0]))))),
     (("reciprocal",), lambda a, k: Proxy(E.binary("truediv", E.const(1.0), lift(a[0])))),

@@ -36,6 +36,7 @@ WORK = {
     Op.NEG: ALU, Op.ABS: ALU, Op.INVERT: ALU,
     Op.EXP: (1, 0), Op.EXP2: (1, 0), Op.LOG: (1, 0), Op.LOG2: (1, 0), Op.SQRT: (1, 0), Op.TANH: (2, 0),
     Op.SIGMOID: (2, 0), Op.RELU: ALU, Op.ELU: (1, 0), Op.FLOOR: ALU, Op.CEIL: ALU,
+    Op.SOFTPLUS: (2, 3), Op.LOGSIGMOID: (2, 3),  # exp and log of -|x|; abs, max and add
     Op.FLOAT: ALU, Op.INT: ALU, Op.WHERE: ALU,
     Op.SOFTMAX: (1, 3),  # an exp per element; running max, subtract, sum (online softmax)
     Op.REDUCE_MAX: ALU, Op.REDUCE_SUM: ALU,

@@ -33,6 +33,10 @@ def _formula(text: str):
 TL_FORMULAS = {
     Op.ELU: _formula("tl.where({0} > 0, {0}, tl.exp({0}) - 1.0)"),
     Op.RELU: _formula("tl.maximum({0}, 0.0)"),
+    # log(1 + e^x) without overflow; past torch's threshold 20 the log term is below
+    # float32 resolution, so this is torch's x there too
+    Op.SOFTPLUS: _formula("(tl.maximum({0}, 0.0) + tl.log(1.0 + tl.exp(-tl.abs({0}))))"),
+    Op.LOGSIGMOID: _formula("(tl.minimum({0}, 0.0) - tl.log(1.0 + tl.exp(-tl.abs({0}))))"),
 }
 
 
@@ -48,7 +52,7 @@ NONNEGATIVE = {
     Op.FLOORDIV: lambda e: _all_nonnegative(e) and positive(e.src[1]),
     Op.MOD: lambda e: positive(e.src[1]),
     Op.ABS: lambda e: True, Op.RELU: lambda e: True, Op.SIGMOID: lambda e: True, Op.EXP: lambda e: True,
-    Op.EXP2: lambda e: True, Op.SQRT: lambda e: True,
+    Op.EXP2: lambda e: True, Op.SQRT: lambda e: True, Op.SOFTPLUS: lambda e: True,
     Op.WHERE: lambda e: nonnegative(e.src[1]) and nonnegative(e.src[2]),
 }
 

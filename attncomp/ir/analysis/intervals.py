@@ -171,6 +171,13 @@ RANGES = {
     Op.LOG2: _increasing(np.log2), Op.SQRT: _increasing(np.sqrt), Op.TANH: _increasing(np.tanh),
     Op.SIGMOID: _increasing(lambda x: 0.5 * (1 + np.tanh(0.5 * x))), Op.RELU: _increasing(lambda x: np.maximum(x, 0)),
     Op.ELU: _increasing(_elu),
+    # torch's softplus is x past its threshold 20, a hair below log(1 + e^x): bounded by
+    # min(log(1 + e^x), max(x, 20)) below and log(1 + e^x) above. torch's vectorized exp and
+    # log1p differ from numpy's by a few ulps: a relative 1e-12 margin covers them.
+    Op.SOFTPLUS: _increasing(lambda x: np.minimum(np.logaddexp(0, x), np.maximum(x, 20.0)) * (1 - 1e-12) - 1e-300,
+                             lambda x: np.logaddexp(0, x) * (1 + 1e-12) + 1e-300),
+    Op.LOGSIGMOID: _increasing(lambda x: -np.logaddexp(0, -x) * (1 + 1e-12) - 1e-300,
+                               lambda x: -np.logaddexp(0, -x) * (1 - 1e-12) + 1e-300),
     Op.FLOOR: _increasing(np.floor), Op.CEIL: _increasing(np.ceil),
     Op.INT: _increasing(_trunc), Op.FLOAT: _increasing(lambda x: x),
     Op.MINIMUM: lambda alo, ahi, blo, bhi: (np.minimum(alo, blo), np.minimum(ahi, bhi)),
