@@ -250,3 +250,16 @@ def oracle(name: str, args: dict, tensors: dict, inputs: dict, Sq: int, Skv: int
     if bias is not None:
         bias = torch.as_tensor(bias, dtype=torch.float64).expand(B, H, Sq, Skv)
     return sdpa(q, k, v, mask=mask, bias=bias)
+
+
+# --- softplus / log-sigmoid, from their formulas -----------------------------------------
+
+def softplus(x):
+    """torch.nn.functional.softplus with beta=1, threshold=20: log(1 + e^x), and x itself
+    where x > 20."""
+    return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
+
+
+def logsigmoid(x):
+    """log(1 / (1 + e^-x)) = min(x, 0) - log(1 + e^-|x|)."""
+    return torch.clamp(x, max=0) - torch.log1p(torch.exp(-x.abs()))

@@ -13,14 +13,18 @@ from __future__ import annotations
 import math
 
 from ..ir import expr as E
+from ..ir.ops import Op
 from ..ir.printer import PREC_ATOM, Syntax, format_expr, format_lets
+from ..ir.rewrite import Pat, Rules, graph_rewrite
 
 TORCH_CALLS = {
-    "abs": "torch.abs", "exp": "torch.exp", "exp2": "torch.exp2", "log": "torch.log", "log2": "torch.log2",
-    "sqrt": "torch.sqrt", "tanh": "torch.tanh", "sigmoid": "torch.sigmoid", "relu": "torch.relu",
-    "elu": "torch.nn.functional.elu", "floor": "torch.floor", "ceil": "torch.ceil", "where": "torch.where",
+    Op.ABS: "torch.abs", Op.EXP: "torch.exp", Op.EXP2: "torch.exp2", Op.LOG: "torch.log", Op.LOG2: "torch.log2",
+    Op.SQRT: "torch.sqrt", Op.TANH: "torch.tanh", Op.SIGMOID: "torch.sigmoid", Op.RELU: "torch.relu",
+    Op.ELU: "torch.nn.functional.elu", Op.SOFTPLUS: "torch.nn.functional.softplus",
+    Op.LOGSIGMOID: "torch.nn.functional.logsigmoid", Op.FLOOR: "torch.floor", Op.CEIL: "torch.ceil", Op.WHERE: "torch.where",
 }
-ARITH = {"add", "sub", "mul", "floordiv", "mod", "pow", "neg", "abs", "minimum", "maximum"}
+# Arithmetic whose boolean operands must be cast to 0/1 first.
+ARITH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD, Op.POW, Op.NEG, Op.ABS, Op.MINIMUM, Op.MAXIMUM})
 
 
 def constant_name(param: str) -> str:
@@ -61,20 +65,37 @@ def _leaf(node: E.Expr, printer):
 
 def torch_syntax() -> Syntax:
     syntax = Syntax(calls=dict(TORCH_CALLS), const=_const)
-    syntax.override.update({"minimum": _minmax, "maximum": _minmax, "float": _cast, "int": _cast})
+    syntax.override.update({Op.MINIMUM: _minmax, Op.MAXIMUM: _minmax, Op.FLOAT: _cast, Op.INT: _cast})
     return syntax
 
 
-def explicit_bool_casts(expr: E.Expr) -> E.Expr:
+def _cast_bools(e: E.Expr) -> E.Expr | None:
+    if e.dtype == E.BOOL or not any(s.dtype == E.BOOL for s in e.src):
+        return None
+    return e.with_src(tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in e.src))
+
+
+def _float_operand(e: E.Expr) -> E.Expr | None:
+    x = e.src[0]
+    if e.op == Op.FLOAT or e.dtype != E.FLOAT or x.dtype == E.FLOAT:
+        return None
+    return e.with_src((E.unary("float", x),))
+
+
+CASTS = Rules([(Pat(ARITH, name="e"), _cast_bools), (Pat(E.UNARY, name="e"), _float_operand)])
+
+
+def explicit_casts(expr: E.Expr) -> E.Expr:
     """Every boolean operand of arithmetic as an explicit ``int(...)``: 0 or 1, as in
-    Python (torch adds two bools as a logical or; Triton would keep an int1)."""
-    done: dict[E.Expr, E.Expr] = {}
-    for node in E.walk(expr):
-        src = tuple(done[s] for s in node.src)
-        if node.op in ARITH and node.dtype != E.BOOL:
-            src = tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in src)
-        done[node] = node if src == node.src else E.rebuild(node, src)
-    return done[expr]
+    Python (torch adds two bools as a logical or; Triton would keep an int1); and every
+    integer operand of float math (``exp``, ``elu``...) as ``float(...)``, which torch's
+    ``elu`` and Triton's ``tl.exp`` need.
+
+    >>> from attncomp.ir.expr import var, binary, unary
+    >>> str(explicit_casts(unary("exp", binary("add", var("m"), binary("ge", var("m"), var("n"))))))
+    'exp(float(m + int(m >= n)))'
+    """
+    return graph_rewrite(expr, CASTS)
 
 
 def torch_code(expr: E.Expr) -> str:
@@ -84,10 +105,10 @@ def torch_code(expr: E.Expr) -> str:
     >>> torch_code(binary("minimum", binary("sub", var("m"), const(3)), const(0)))
     'torch.clamp(q_idx - 3, max=0)'
     """
-    return format_expr(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
+    return format_expr(explicit_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
 
 
 def torch_lets(expr: E.Expr) -> tuple[list[tuple[str, str]], str]:
     """Like :func:`torch_code`, with shared subexpressions bound once (``t0 = ...``)."""
-    return format_lets(explicit_bool_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
+    return format_lets(explicit_casts(expr), torch_syntax(), names=E.FLEX_NAMES, leaf=_leaf)
 

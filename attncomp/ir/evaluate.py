@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import AttncompError
 from . import expr as E
+from .ops import Op
 
 
 class Value(NamedTuple):
@@ -90,18 +91,57 @@ def _int_pow(a, b, env):
     return torch.pow(a, b)
 
 
-_LOGIC = {"and": (torch.logical_and, torch.bitwise_and), "or": (torch.logical_or, torch.bitwise_or),
-          "xor": (torch.logical_xor, torch.bitwise_xor)}
-_BIN = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "truediv": torch.true_divide,
-    "minimum": torch.minimum, "maximum": torch.maximum,
-    "lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "eq": torch.eq, "ne": torch.ne,
-    "lshift": torch.bitwise_left_shift, "rshift": torch.bitwise_right_shift,
-}
-_UN = {
-    "neg": torch.neg, "abs": torch.abs, "exp": torch.exp, "exp2": torch.exp2, "log": torch.log,
-    "log2": torch.log2, "sqrt": torch.sqrt, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-    "relu": torch.relu, "elu": F.elu,
+def _cast_to_result(fn):
+    """A pointwise torch function applied to its operands cast to the node's result type."""
+    return lambda e, env, *xs: fn(*(_as(x, e.dtype, env) for x in xs))
+
+
+def _compared(fn):
+    """A comparison, on operands cast to their common type (bools compare as ints)."""
+    def compare(e, env, a, b):
+        kind = E.promote(e.src[0].dtype, e.src[1].dtype, E.INT)
+        return fn(_as(a, kind, env), _as(b, kind, env))
+    return compare
+
+
+def _logical(logical, bitwise):
+    """Logical on bools, bitwise on integers."""
+    return lambda e, env, a, b: logical(a, b) if e.dtype == E.BOOL else bitwise(_as(a, E.INT, env), _as(b, E.INT, env))
+
+
+def _rounding(fn):
+    """floor/ceil: of a float, rounded; of an integer or bool, itself as an integer."""
+    return lambda e, env, x: fn(x) if e.src[0].dtype == E.FLOAT else _as(x, E.INT, env)
+
+
+def _division(fn):
+    def divide(e, env, a, b):
+        a, b = _as(a, e.dtype, env), _as(b, e.dtype, env)
+        return _div_guard(fn, a, b, env, e.src[1])
+    return divide
+
+
+# The meaning of each pointwise op: f(node, env, *operand tensors) -> tensor.
+POINTWISE = {
+    Op.ADD: _cast_to_result(torch.add), Op.SUB: _cast_to_result(torch.sub), Op.MUL: _cast_to_result(torch.mul),
+    Op.TRUEDIV: _cast_to_result(torch.true_divide),
+    Op.FLOORDIV: _division(lambda x, y: torch.div(x, y, rounding_mode="floor")), Op.MOD: _division(torch.remainder),
+    Op.POW: lambda e, env, a, b: _int_pow(_as(a, e.dtype, env), _as(b, e.dtype, env), env),
+    Op.MINIMUM: _cast_to_result(torch.minimum), Op.MAXIMUM: _cast_to_result(torch.maximum),
+    Op.LT: _compared(torch.lt), Op.LE: _compared(torch.le), Op.GT: _compared(torch.gt), Op.GE: _compared(torch.ge),
+    Op.EQ: _compared(torch.eq), Op.NE: _compared(torch.ne),
+    Op.AND: _logical(torch.logical_and, torch.bitwise_and), Op.OR: _logical(torch.logical_or, torch.bitwise_or),
+    Op.XOR: _logical(torch.logical_xor, torch.bitwise_xor),
+    Op.LSHIFT: _cast_to_result(torch.bitwise_left_shift), Op.RSHIFT: _cast_to_result(torch.bitwise_right_shift),
+    Op.NEG: _cast_to_result(torch.neg), Op.ABS: _cast_to_result(torch.abs),
+    Op.INVERT: lambda e, env, x: torch.logical_not(x) if e.src[0].dtype == E.BOOL else torch.bitwise_not(x),
+    Op.EXP: _cast_to_result(torch.exp), Op.EXP2: _cast_to_result(torch.exp2), Op.LOG: _cast_to_result(torch.log),
+    Op.LOG2: _cast_to_result(torch.log2), Op.SQRT: _cast_to_result(torch.sqrt), Op.TANH: _cast_to_result(torch.tanh),
+    Op.SIGMOID: _cast_to_result(torch.sigmoid), Op.RELU: _cast_to_result(torch.relu), Op.ELU: _cast_to_result(F.elu),
+    Op.SOFTPLUS: _cast_to_result(F.softplus), Op.LOGSIGMOID: _cast_to_result(F.logsigmoid),
+    Op.FLOOR: _rounding(torch.floor), Op.CEIL: _rounding(torch.ceil),
+    Op.FLOAT: lambda e, env, x: x.to(env.float_dtype), Op.INT: lambda e, env, x: x.to(torch.int64),
+    Op.WHERE: lambda e, env, c, a, b: torch.where(c, _as(a, e.dtype, env), _as(b, e.dtype, env)),
 }
 
 
@@ -109,6 +149,10 @@ class _Evaluator:
     def __init__(self, env: Env):
         self.env = env
         self.memo: dict[E.Expr, Value] = {}
+        # Leaves and reductions read the environment or reduce along a letter.
+        self.special = {Op.VAR: self.var, Op.CONST: self.const, Op.PARAM: self.param, Op.LOAD: self.load,
+                        Op.REF: self.ref, Op.SOFTMAX: self.reduction, Op.REDUCE_MAX: self.reduction,
+                        Op.REDUCE_SUM: self.reduction}
 
     def __call__(self, e: E.Expr) -> Value:
         if e not in self.memo:
@@ -117,63 +161,35 @@ class _Evaluator:
 
     def eval(self, e: E.Expr) -> Value:
         env, op = self.env, e.op
-        if op == "var":
-            idx = env.index[e.arg]
-            return idx if isinstance(idx, Value) else Value(idx, (e.arg,))
-        if op == "const":
-            dtype = {E.BOOL: torch.bool, E.INT: torch.int64, E.FLOAT: env.float_dtype}[e.dtype]
-            return Value(torch.tensor(e.arg, dtype=dtype), ())
-        if op == "param":
-            value = env.params[e.arg[0]]
-            return Value(torch.tensor(value, dtype=torch.int64 if e.dtype == E.INT else env.float_dtype), ())
-        if op == "load":
-            return self.load(e)
-        if op == "ref":
-            t, _ = env.refs[e.arg]
-            letters = tuple(s.arg for s in e.src)
-            target = tuple(x for x in env.order if x in letters)
-            return Value(t.permute([letters.index(x) for x in target]), target)
-        if op in E.REDUCTIONS:
-            return self.reduction(e)
-        if op == "int" and e.src[0].dtype == E.FLOAT and env.float_dtype != torch.float32:
+        special = self.special.get(op)
+        if special is not None:
+            return special(e)
+        if op == Op.INT and e.src[0].dtype == E.FLOAT and env.float_dtype != torch.float32:
             x = _Evaluator(replace(env, float_dtype=torch.float32))(e.src[0])
             return Value(x.t.to(torch.int64), x.letters)
         args = [self(s) for s in e.src]
+        if len(args) == 1:
+            return Value(POINTWISE[op](e, env, args[0].t), args[0].letters)
         letters = union(env.order, *args)
-        if op == "where":
-            c, a, b = (align(v, letters) for v in args)
-            return Value(torch.where(c, _as(a, e.dtype, env), _as(b, e.dtype, env)), letters)
-        if op in E.UNARY:
-            return Value(self.unary(op, e, args[0].t), args[0].letters)
-        a, b = (align(v, letters) for v in args)
-        return Value(self.binary(op, e, a, b), letters)
+        return Value(POINTWISE[op](e, env, *(align(v, letters) for v in args)), letters)
 
-    def unary(self, op: str, e: E.Expr, x: torch.Tensor) -> torch.Tensor:
-        src = e.src[0].dtype
-        if op == "invert":
-            return torch.logical_not(x) if src == E.BOOL else torch.bitwise_not(x)
-        if op == "float":
-            return x.to(self.env.float_dtype)
-        if op == "int":
-            return x.to(torch.int64)
-        if op in ("floor", "ceil"):
-            return getattr(torch, op)(x) if src == E.FLOAT else _as(x, E.INT, self.env)
-        return _UN[op](_as(x, e.dtype, self.env))
+    def var(self, e: E.Expr) -> Value:
+        idx = self.env.index[e.arg]
+        return idx if isinstance(idx, Value) else Value(idx, (e.arg,))
 
-    def binary(self, op: str, e: E.Expr, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        env = self.env
-        if op in _LOGIC:
-            logical, bitwise = _LOGIC[op]
-            return logical(a, b) if e.dtype == E.BOOL else bitwise(_as(a, E.INT, env), _as(b, E.INT, env))
-        kind = e.dtype if op not in E.COMPARE else E.promote(e.src[0].dtype, e.src[1].dtype, E.INT)
-        a, b = _as(a, kind, env), _as(b, kind, env)
-        if op == "floordiv":
-            return _div_guard(lambda x, y: torch.div(x, y, rounding_mode="floor"), a, b, env, e.src[1])
-        if op == "mod":
-            return _div_guard(torch.remainder, a, b, env, e.src[1])
-        if op == "pow":
-            return _int_pow(a, b, env)
-        return _BIN[op](a, b)
+    def const(self, e: E.Expr) -> Value:
+        dtype = {E.BOOL: torch.bool, E.INT: torch.int64, E.FLOAT: self.env.float_dtype}[e.dtype]
+        return Value(torch.tensor(e.arg, dtype=dtype), ())
+
+    def param(self, e: E.Expr) -> Value:
+        value = self.env.params[e.arg[0]]
+        return Value(torch.tensor(value, dtype=torch.int64 if e.dtype == E.INT else self.env.float_dtype), ())
+
+    def ref(self, e: E.Expr) -> Value:
+        t, _ = self.env.refs[e.arg]
+        letters = tuple(s.arg for s in e.src)
+        target = tuple(x for x in self.env.order if x in letters)
+        return Value(t.permute([letters.index(x) for x in target]), target)
 
     def load(self, e: E.Expr) -> Value:
         env, decl = self.env, e.arg

@@ -17,11 +17,12 @@ that needs it; this module only knows each op's arity and result type.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TraceError
+from .ops import ARITH, BINARY, CASTS, COMPARE, FLOAT_UNARY, INT_UNARY, LEAVES, LOGIC, REDUCTIONS, SHIFT, UNARY, WHERE, Op  # noqa: F401 (re-exported)
+from .rewrite import Pat, Rules, graph_rewrite, walk
 
 BOOL, INT, FLOAT = "bool", "int", "float"
 _RANK = {BOOL: 0, INT: 1, FLOAT: 2}
@@ -29,19 +30,6 @@ _RANK = {BOOL: 0, INT: 1, FLOAT: 2}
 # The letters a mask may read, and the names FlexAttention users know them by.
 MASK_LETTERS = ("b", "h", "m", "n")
 FLEX_NAMES = {"b": "b", "h": "h", "m": "q_idx", "n": "kv_idx"}
-
-ARITH = {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "minimum", "maximum"}
-COMPARE = {"lt", "le", "gt", "ge", "eq", "ne"}
-LOGIC = {"and", "or", "xor"}  # logical on bools, bitwise on ints
-SHIFT = {"lshift", "rshift"}
-BINARY = ARITH | COMPARE | LOGIC | SHIFT
-# Unary ops that keep an integer an integer (neg, abs) or flip bits (invert).
-INT_UNARY = {"neg", "abs", "invert"}
-FLOAT_UNARY = {"exp", "exp2", "log", "log2", "sqrt", "tanh", "sigmoid", "relu", "elu", "floor", "ceil"}
-CASTS = {"float", "int"}  # int() truncates toward zero, like Python int() and torch .long()
-UNARY = INT_UNARY | FLOAT_UNARY | CASTS
-REDUCTIONS = {"softmax", "reduce_max", "reduce_sum"}
-LEAVES = {"var", "const", "param", "load", "ref"}
 
 TENSOR_DTYPES = {
     "bool": BOOL,
@@ -74,13 +62,15 @@ class TensorDecl:
 class Expr:
     """One immutable expression node. Build them with the constructors below."""
 
-    op: str
+    op: Op
     src: tuple[Expr, ...] = ()
     arg: Any = None
     dtype: str = INT
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if type(self.op) is not Op:  # constructors may name ops by their string values
+            object.__setattr__(self, "op", Op(self.op))
         object.__setattr__(self, "_hash", hash((self.op, self.src, _hashable(self.arg), self.dtype)))
 
     def __hash__(self) -> int:
@@ -100,6 +90,10 @@ class Expr:
         from .printer import format_expr  # late import: the printer is a table over ops, and reads Expr
 
         return format_expr(self)
+
+    def with_src(self, src: tuple[Expr, ...]) -> Expr:
+        """This node with new children, its dtype re-derived (see :func:`rebuild`)."""
+        return rebuild(self, src)
 
 
 def _hashable(arg: Any) -> Any:
@@ -176,38 +170,67 @@ def _type_error(message: str, *exprs: Expr) -> TraceError:
     return TraceError(message + ": " + ", ".join("{}" for _ in exprs), exprs=exprs)
 
 
-def unary(op: str, x: Expr) -> Expr:
+def _at_least_int(x: str) -> str:
+    return promote(x, INT)  # bools count as 0/1
+
+
+def _to_float(x: str) -> str:
+    return FLOAT
+
+
+# The result type of each unary op from its operand's type.
+UNARY_RESULT = {
+    Op.NEG: _at_least_int, Op.ABS: _at_least_int, Op.INVERT: lambda x: x,
+    Op.EXP: _to_float, Op.EXP2: _to_float, Op.LOG: _to_float, Op.LOG2: _to_float, Op.SQRT: _to_float,
+    Op.TANH: _to_float, Op.SIGMOID: _to_float, Op.ELU: _to_float, Op.SOFTPLUS: _to_float, Op.LOGSIGMOID: _to_float,
+    Op.RELU: _at_least_int, Op.FLOOR: _at_least_int, Op.CEIL: _at_least_int,
+    Op.FLOAT: _to_float, Op.INT: lambda x: INT,
+}
+
+
+def _compare(a: str, b: str) -> str:
+    return BOOL
+
+
+def _logic(a: str, b: str) -> str:
+    return BOOL if a == b == BOOL else INT
+
+
+def _arith(a: str, b: str) -> str:
+    return promote(a, b, INT)
+
+
+# The result type of each binary op from its operands' types.
+BINARY_RESULT = {
+    Op.ADD: _arith, Op.SUB: _arith, Op.MUL: _arith, Op.TRUEDIV: lambda a, b: FLOAT, Op.FLOORDIV: _arith,
+    Op.MOD: _arith, Op.POW: _arith, Op.MINIMUM: _arith, Op.MAXIMUM: _arith,
+    Op.LT: _compare, Op.LE: _compare, Op.GT: _compare, Op.GE: _compare, Op.EQ: _compare, Op.NE: _compare,
+    Op.AND: _logic, Op.OR: _logic, Op.XOR: _logic, Op.LSHIFT: lambda a, b: INT, Op.RSHIFT: lambda a, b: INT,
+}
+
+
+def unary(op: Op | str, x: Expr) -> Expr:
+    op = Op(op)
     if op not in UNARY:
         raise ValueError(op)
-    if op == "neg" and x.op == "const" and x.dtype != BOOL:
+    if op == Op.NEG and x.op == Op.CONST and x.dtype != BOOL:
         return const(-x.arg)  # -3 is the literal -3, so printing round-trips
-    if op in INT_UNARY:
-        if op == "invert" and x.dtype == FLOAT:
-            raise _type_error("~ needs a bool or int, not a float expression", x)
-        return Expr(op, (x,), None, x.dtype if op == "invert" else promote(x.dtype, INT))
-    if op in ("floor", "ceil", "relu"):
-        return Expr(op, (x,), None, promote(x.dtype, INT))
-    if op == "int":
-        return Expr(op, (x,), None, INT)
-    return Expr(op, (x,), None, FLOAT)
+    if op == Op.INVERT and x.dtype == FLOAT:
+        raise _type_error("~ needs a bool or int, not a float expression", x)
+    return Expr(op, (x,), None, UNARY_RESULT[op](x.dtype))
 
 
-def binary(op: str, a: Expr, b: Expr) -> Expr:
+def binary(op: Op | str, a: Expr, b: Expr) -> Expr:
+    op = Op(op)
     if op not in BINARY:
         raise ValueError(op)
-    if op in COMPARE:
-        return Expr(op, (a, b), None, BOOL)
     if op in LOGIC:
         if FLOAT in (a.dtype, b.dtype):
             raise _type_error(f"'{_SYMBOL[op]}' needs bool or int operands (a float was given)", a, b)
-        return Expr(op, (a, b), None, BOOL if a.dtype == b.dtype == BOOL else INT)
     if op in SHIFT:
         if FLOAT in (a.dtype, b.dtype):
             raise _type_error(f"'{_SYMBOL[op]}' needs integer operands", a, b)
-        return Expr(op, (a, b), None, INT)
-    if op == "truediv":
-        return Expr(op, (a, b), None, FLOAT)
-    return Expr(op, (a, b), None, promote(a.dtype, b.dtype, INT))
+    return Expr(op, (a, b), None, BINARY_RESULT[op](a.dtype, b.dtype))
 
 
 def where(cond: Expr, a: Expr, b: Expr) -> Expr:
@@ -216,44 +239,25 @@ def where(cond: Expr, a: Expr, b: Expr) -> Expr:
     return Expr("where", (cond, a, b), None, promote(a.dtype, b.dtype))
 
 
-def reduce(op: str, letter: str, x: Expr) -> Expr:
+def reduce(op: Op | str, letter: str, x: Expr) -> Expr:
+    op = Op(op)
     if op not in REDUCTIONS:
         raise ValueError(op)
     return Expr(op, (x,), letter, FLOAT)
 
 
-_SYMBOL = {"and": "&", "or": "|", "xor": "^", "lshift": "<<", "rshift": ">>"}
+_SYMBOL = {Op.AND: "&", Op.OR: "|", Op.XOR: "^", Op.LSHIFT: "<<", Op.RSHIFT: ">>"}
 
 
 # --- traversal --------------------------------------------------------------------------
 
 
-def walk(expr: Expr) -> Iterator[Expr]:
-    """Every distinct node of ``expr``, children before parents."""
-    seen: set[Expr] = set()
-    stack: list[tuple[Expr, bool]] = [(expr, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            yield node
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        stack.extend((s, False) for s in reversed(node.src))
-
-
 def substitute(expr: Expr, mapping: dict[Expr, Expr]) -> Expr:
-    """Replace subexpressions by ``mapping`` (bottom-up, shared nodes rebuilt once)."""
-    done: dict[Expr, Expr] = {}
-    for node in walk(expr):
-        if node in mapping:
-            done[node] = mapping[node]
-            continue
-        src = tuple(done[s] for s in node.src)
-        done[node] = node if src == node.src else rebuild(node, src)
-    return done[expr]
+    """Replace subexpressions by ``mapping``, bottom-up (shared nodes rebuilt once; a key
+    is looked up after the keys inside it have been replaced)."""
+    if not mapping:
+        return expr
+    return graph_rewrite(expr, Rules([(Pat(name="e"), lambda e: mapping.get(e))]))
 
 
 def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:
@@ -263,11 +267,11 @@ def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:
         return unary(op, src[0])
     if op in BINARY:
         return binary(op, *src)
-    if op == "where":
+    if op in WHERE:
         return where(*src)
     if op in REDUCTIONS:
         return reduce(op, node.arg, src[0])
-    if op == "load":
+    if op == Op.LOAD:
         return load(node.arg, src)
     return Expr(op, src, node.arg, node.dtype)
 

@@ -12,8 +12,8 @@ The syntax is line-based; ``#`` starts a comment::
 
 Right-hand sides are Python expressions (parsed with :mod:`ast`, so precedence is
 Python's): ``+ - * / // % **``, comparisons (chains are split into ``&``), ``& | ^ ~``,
-``where(c, a, b)`` (or ``a if c else b``), ``abs min max exp exp2 log log2 sqrt tanh
-sigmoid relu elu floor ceil float int``, reductions ``softmax[n](x)``, ``max[n](x)``,
+``where(c, a, b)`` (or ``a if c else b``), the functions named in ``printer.CALLS``
+(``abs min max exp log sqrt tanh sigmoid relu floor float int`` ...), reductions ``softmax[n](x)``, ``max[n](x)``,
 ``sum[n](x)``, and ``score(x)`` for the score function given to ``ac.cascade``.
 ``q_idx``/``kv_idx`` are accepted as names for the letters ``m``/``n``.
 """
@@ -26,18 +26,19 @@ import re
 
 from ..errors import AttncompError, CascadeError, Location
 from . import expr as E
+from .ops import BINARY, WHERE, Op, arity
 from .printer import CALLS
 from .program import Eqn, InputDecl, Program
 
 _FUNCS = {name: op for op, name in CALLS.items()}
-_REDUCE = {"softmax": "softmax", "max": "reduce_max", "sum": "reduce_sum"}
+_REDUCE = {"softmax": Op.SOFTMAX, "max": Op.REDUCE_MAX, "sum": Op.REDUCE_SUM}
 _ALIASES = {"q_idx": "m", "kv_idx": "n"}
 _BINOPS = {
-    ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.FloorDiv: "floordiv",
-    ast.Mod: "mod", ast.Pow: "pow", ast.BitAnd: "and", ast.BitOr: "or", ast.BitXor: "xor",
-    ast.LShift: "lshift", ast.RShift: "rshift",
+    ast.Add: Op.ADD, ast.Sub: Op.SUB, ast.Mult: Op.MUL, ast.Div: Op.TRUEDIV, ast.FloorDiv: Op.FLOORDIV,
+    ast.Mod: Op.MOD, ast.Pow: Op.POW, ast.BitAnd: Op.AND, ast.BitOr: Op.OR, ast.BitXor: Op.XOR,
+    ast.LShift: Op.LSHIFT, ast.RShift: Op.RSHIFT,
 }
-_CMPOPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne"}
+_CMPOPS = {ast.Lt: Op.LT, ast.LtE: Op.LE, ast.Gt: Op.GT, ast.GtE: Op.GE, ast.Eq: Op.EQ, ast.NotEq: Op.NE}
 IMPLICIT_INPUTS = ("Q", "K", "V")
 
 _PARAM = re.compile(r"^param\s+([A-Za-z_]\w*)\s*:\s*(int|float)\s*=\s*(.+)$")
@@ -230,12 +231,11 @@ class _Parser:
         op = _FUNCS.get(func.id)
         if op is None:
             raise _LineError(f"unknown function {func.id}(); known: {', '.join(sorted(_FUNCS))}, softmax[n], max[n], sum[n]")
-        arity = 3 if op == "where" else 2 if op in ("minimum", "maximum") else 1
-        if len(args) != arity:
-            raise _LineError(f"{func.id}() takes {arity} argument(s), got {len(args)}")
-        if op == "where":
+        if len(args) != arity(op):
+            raise _LineError(f"{func.id}() takes {arity(op)} argument(s), got {len(args)}")
+        if op in WHERE:
             return E.where(*args)
-        return E.binary(op, *args) if arity == 2 else E.unary(op, args[0])
+        return E.binary(op, *args) if op in BINARY else E.unary(op, args[0])
 
     def expr(self, node: ast.AST) -> E.Expr:
         if isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float)):

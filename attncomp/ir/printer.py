@@ -14,28 +14,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .expr import Expr
+from .ops import Op
 
 # Python operator precedence, loosest to tightest (comparisons are non-associative).
 PREC_COMPARE, PREC_OR, PREC_XOR, PREC_AND, PREC_SHIFT = 7, 8, 9, 10, 11
 PREC_ADD, PREC_MUL, PREC_UNARY, PREC_POW, PREC_ATOM = 12, 13, 14, 15, 100
 
 INFIX = {
-    "lt": ("<", PREC_COMPARE), "le": ("<=", PREC_COMPARE), "gt": (">", PREC_COMPARE),
-    "ge": (">=", PREC_COMPARE), "eq": ("==", PREC_COMPARE), "ne": ("!=", PREC_COMPARE),
-    "or": ("|", PREC_OR), "xor": ("^", PREC_XOR), "and": ("&", PREC_AND),
-    "lshift": ("<<", PREC_SHIFT), "rshift": (">>", PREC_SHIFT),
-    "add": ("+", PREC_ADD), "sub": ("-", PREC_ADD),
-    "mul": ("*", PREC_MUL), "truediv": ("/", PREC_MUL), "floordiv": ("//", PREC_MUL), "mod": ("%", PREC_MUL),
-    "pow": ("**", PREC_POW),
+    Op.LT: ("<", PREC_COMPARE), Op.LE: ("<=", PREC_COMPARE), Op.GT: (">", PREC_COMPARE),
+    Op.GE: (">=", PREC_COMPARE), Op.EQ: ("==", PREC_COMPARE), Op.NE: ("!=", PREC_COMPARE),
+    Op.OR: ("|", PREC_OR), Op.XOR: ("^", PREC_XOR), Op.AND: ("&", PREC_AND),
+    Op.LSHIFT: ("<<", PREC_SHIFT), Op.RSHIFT: (">>", PREC_SHIFT),
+    Op.ADD: ("+", PREC_ADD), Op.SUB: ("-", PREC_ADD),
+    Op.MUL: ("*", PREC_MUL), Op.TRUEDIV: ("/", PREC_MUL), Op.FLOORDIV: ("//", PREC_MUL), Op.MOD: ("%", PREC_MUL),
+    Op.POW: ("**", PREC_POW),
 }
-PREFIX = {"neg": "-", "invert": "~"}
+PREFIX = {Op.NEG: "-", Op.INVERT: "~"}
+# Function names in cascade text; the parser reads the same table backwards.
 CALLS = {
-    "abs": "abs", "minimum": "min", "maximum": "max", "where": "where",
-    "exp": "exp", "exp2": "exp2", "log": "log", "log2": "log2", "sqrt": "sqrt", "tanh": "tanh",
-    "sigmoid": "sigmoid", "relu": "relu", "elu": "elu", "floor": "floor", "ceil": "ceil",
-    "float": "float", "int": "int",
+    Op.ABS: "abs", Op.MINIMUM: "min", Op.MAXIMUM: "max", Op.WHERE: "where",
+    Op.EXP: "exp", Op.EXP2: "exp2", Op.LOG: "log", Op.LOG2: "log2", Op.SQRT: "sqrt", Op.TANH: "tanh",
+    Op.SIGMOID: "sigmoid", Op.RELU: "relu", Op.ELU: "elu", Op.SOFTPLUS: "softplus", Op.LOGSIGMOID: "logsigmoid",
+    Op.FLOOR: "floor", Op.CEIL: "ceil",
+    Op.FLOAT: "float", Op.INT: "int",
 }
-REDUCE_NAMES = {"softmax": "softmax", "reduce_max": "max", "reduce_sum": "sum"}
+REDUCE_NAMES = {Op.SOFTMAX: "softmax", Op.REDUCE_MAX: "max", Op.REDUCE_SUM: "sum"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class _Printer:
     def __init__(self, syntax: Syntax, names: dict[str, str], bare: dict[str, tuple[str, ...]], leaf):
         self.syntax, self.names, self.bare, self.leaf = syntax, names, bare, leaf
         self.memo: dict[Expr, tuple[str, int]] = {}
+        self.leaves = {Op.VAR: self.var, Op.CONST: self.const, Op.PARAM: self.param, Op.LOAD: self.tensor,
+                       Op.REF: self.tensor}
 
     def text(self, e: Expr, min_prec: int) -> str:
         s, p = self.fmt(e)
@@ -84,24 +89,13 @@ class _Printer:
                 return hooked
         if op in syn.override:
             return syn.override[op](e, self)
-        if op == "var":
-            return self.names.get(e.arg, e.arg), PREC_ATOM
-        if op == "const":
-            s = (syn.const or format_const)(e.arg)
-            return s, (PREC_UNARY if s.startswith("-") else PREC_ATOM)
-        if op == "param":
-            return e.arg[0], PREC_ATOM
-        if op in ("load", "ref"):
-            name = e.arg.name if op == "load" else e.arg
-            if op == "ref" and self.bare.get(name) == tuple(s.arg for s in e.src):
-                return name, PREC_ATOM
-            sep = "," if op == "ref" else ", "  # einsum-style letters for cascade tensors
-            return f"{name}[{sep.join(self.text(s, 0) for s in e.src)}]", PREC_ATOM
+        if op in self.leaves:
+            return self.leaves[op](e)
         if op in REDUCE_NAMES:
             return f"{REDUCE_NAMES[op]}[{e.arg}]({self.text(e.src[0], 0)})", PREC_ATOM
         if op in syn.infix:
             sym, p = syn.infix[op]
-            right_assoc = op == "pow"
+            right_assoc = op == Op.POW
             left = self.text(e.src[0], p + 1 if right_assoc or p == PREC_COMPARE else p)
             right = self.text(e.src[1], p if right_assoc else p + 1)
             return f"{left} {sym} {right}", p
@@ -110,6 +104,23 @@ class _Printer:
         if op in syn.calls:
             return f"{syn.calls[op]}({', '.join(self.text(s, 0) for s in e.src)})", PREC_ATOM
         raise ValueError(f"no syntax for op {op!r}")
+
+    def var(self, e: Expr) -> tuple[str, int]:
+        return self.names.get(e.arg, e.arg), PREC_ATOM
+
+    def const(self, e: Expr) -> tuple[str, int]:
+        s = (self.syntax.const or format_const)(e.arg)
+        return s, (PREC_UNARY if s.startswith("-") else PREC_ATOM)
+
+    def param(self, e: Expr) -> tuple[str, int]:
+        return e.arg[0], PREC_ATOM
+
+    def tensor(self, e: Expr) -> tuple[str, int]:
+        name = e.arg.name if e.op == Op.LOAD else e.arg
+        if e.op == Op.REF and self.bare.get(name) == tuple(s.arg for s in e.src):
+            return name, PREC_ATOM
+        sep = "," if e.op == Op.REF else ", "  # einsum-style letters for cascade tensors
+        return f"{name}[{sep.join(self.text(s, 0) for s in e.src)}]", PREC_ATOM
 
 
 def format_expr(expr: Expr, syntax: Syntax = CASCADE, names: dict[str, str] | None = None,
@@ -134,7 +145,7 @@ def shared_subexpressions(expr: Expr) -> list[Expr]:
     for node in walk(expr):
         for s in node.src:
             uses[s] = uses.get(s, 0) + 1
-    return [n for n in walk(expr) if uses.get(n, 0) > 1 and n.src and n.op not in ("load",)]
+    return [n for n in walk(expr) if uses.get(n, 0) > 1 and n.src and n.op != Op.LOAD]
 
 
 def format_lets(expr: Expr, syntax: Syntax = CASCADE, names: dict[str, str] | None = None, leaf=None,

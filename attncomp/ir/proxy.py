@@ -18,6 +18,7 @@ import torch
 from ..errors import TraceError
 from . import expr as E
 from .capture import capture
+from .ops import Op
 
 _BOOL_HINT = (
     "use `&`, `|`, `~` (with parentheses: `(q_idx >= kv_idx) & (...)`), torch.where(cond, a, b), "
@@ -43,41 +44,8 @@ class Proxy:
     def __repr__(self) -> str:
         return f"Proxy({self.expr})"
 
-    # --- Python operators --------------------------------------------------------------
-    def __add__(self, o): return _bin("add", self, o)
-    def __radd__(self, o): return _bin("add", o, self)
-    def __sub__(self, o): return _bin("sub", self, o)
-    def __rsub__(self, o): return _bin("sub", o, self)
-    def __mul__(self, o): return _bin("mul", self, o)
-    def __rmul__(self, o): return _bin("mul", o, self)
-    def __truediv__(self, o): return _bin("truediv", self, o)
-    def __rtruediv__(self, o): return _bin("truediv", o, self)
-    def __floordiv__(self, o): return _bin("floordiv", self, o)
-    def __rfloordiv__(self, o): return _bin("floordiv", o, self)
-    def __mod__(self, o): return _bin("mod", self, o)
-    def __rmod__(self, o): return _bin("mod", o, self)
-    def __pow__(self, o): return _bin("pow", self, o)
-    def __rpow__(self, o): return _bin("pow", o, self)
-    def __and__(self, o): return _bin("and", self, o)
-    def __rand__(self, o): return _bin("and", o, self)
-    def __or__(self, o): return _bin("or", self, o)
-    def __ror__(self, o): return _bin("or", o, self)
-    def __xor__(self, o): return _bin("xor", self, o)
-    def __rxor__(self, o): return _bin("xor", o, self)
-    def __lshift__(self, o): return _bin("lshift", self, o)
-    def __rlshift__(self, o): return _bin("lshift", o, self)
-    def __rshift__(self, o): return _bin("rshift", self, o)
-    def __rrshift__(self, o): return _bin("rshift", o, self)
-    def __lt__(self, o): return _bin("lt", self, o)
-    def __le__(self, o): return _bin("le", self, o)
-    def __gt__(self, o): return _bin("gt", self, o)
-    def __ge__(self, o): return _bin("ge", self, o)
-    def __eq__(self, o): return _bin("eq", self, o)  # type: ignore[override]
-    def __ne__(self, o): return _bin("ne", self, o)  # type: ignore[override]
-    def __neg__(self): return Proxy(E.unary("neg", self.expr))
+    # Python operators are installed from the tables below the class.
     def __pos__(self): return self
-    def __abs__(self): return Proxy(E.unary("abs", self.expr))
-    def __invert__(self): return Proxy(E.unary("invert", self.expr))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -134,5 +102,23 @@ def lift(x) -> E.Expr:
     raise TraceError(f"cannot use {type(x).__name__} {x!r} in an attention expression")
 
 
-def _bin(op: str, a, b) -> Proxy:
+def _bin(op: Op, a, b) -> Proxy:
     return Proxy(E.binary(op, lift(a), lift(b)))
+
+
+# Python's operators and the ops they build: ``a + b`` is ``add(a, b)``, ``2 + a`` (the
+# reflected ``__radd__``) is ``add(2, a)``; comparisons reflect into each other instead.
+BINARY_OPERATORS = {
+    "add": Op.ADD, "sub": Op.SUB, "mul": Op.MUL, "truediv": Op.TRUEDIV, "floordiv": Op.FLOORDIV, "mod": Op.MOD,
+    "pow": Op.POW, "and": Op.AND, "or": Op.OR, "xor": Op.XOR, "lshift": Op.LSHIFT, "rshift": Op.RSHIFT,
+}
+COMPARISON_OPERATORS = {"lt": Op.LT, "le": Op.LE, "gt": Op.GT, "ge": Op.GE, "eq": Op.EQ, "ne": Op.NE}
+UNARY_OPERATORS = {"neg": Op.NEG, "abs": Op.ABS, "invert": Op.INVERT}
+
+for _name, _op in BINARY_OPERATORS.items():
+    setattr(Proxy, f"__{_name}__", lambda self, o, op=_op: _bin(op, self, o))
+    setattr(Proxy, f"__r{_name}__", lambda self, o, op=_op: _bin(op, o, self))
+for _name, _op in COMPARISON_OPERATORS.items():
+    setattr(Proxy, f"__{_name}__", lambda self, o, op=_op: _bin(op, self, o))
+for _name, _op in UNARY_OPERATORS.items():
+    setattr(Proxy, f"__{_name}__", lambda self, op=_op: Proxy(E.unary(op, self.expr)))

@@ -25,8 +25,17 @@ def _b(op, reflected=False):
     return build
 
 
-def _u(op):
-    return lambda args, kwargs: Proxy(E.unary(op, lift(args[0])))
+def _u(op, **defaults):
+    """A unary op; ``defaults`` are the extra arguments of the torch call (``alpha`` of
+    elu), which must keep their default values (the op has no parameters)."""
+    def build(args, kwargs):
+        given = dict(zip(defaults, args[1:])) | {k: v for k, v in kwargs.items() if k in defaults}
+        changed = [f"{k}={v!r}" for k, v in given.items() if v != defaults[k]]
+        if changed:
+            raise TraceError(f"{op} with {', '.join(changed)} is not supported (only the defaults "
+                             f"{', '.join(f'{k}={v!r}' for k, v in defaults.items())})", hint="write it with torch.where")
+        return Proxy(E.unary(op, lift(args[0])))
+    return build
 
 
 def _truthy(x: E.Expr) -> E.Expr:
@@ -145,13 +154,6 @@ def _new_full(value=None):
     return build
 
 
-def _elu(args, kwargs):
-    alpha = args[1] if len(args) > 1 else kwargs.get("alpha", 1.0)
-    if alpha != 1.0:
-        raise TraceError("elu with alpha != 1 is not supported", hint="write it with torch.where")
-    return Proxy(E.unary("elu", lift(args[0])))
-
-
 def _getitem(args, kwargs):
     tensor, index = args
     if not isinstance(tensor, torch.Tensor):
@@ -193,7 +195,9 @@ for _names, _fn in [
     (("clamp_min",), _clamp_one("maximum")), (("clamp_max",), _clamp_one("minimum")),
     (("exp",), _u("exp")), (("exp2",), _u("exp2")), (("log",), _u("log")), (("log2",), _u("log2")),
     (("sqrt",), _u("sqrt")), (("tanh",), _u("tanh")), (("sigmoid",), _u("sigmoid")),
-    (("relu",), _u("relu")), (("elu",), _elu), (("floor",), _u("floor")), (("ceil",), _u("ceil")),
+    (("relu",), _u("relu")), (("elu",), _u("elu", alpha=1.0)),
+    (("softplus",), _u("softplus", beta=1.0, threshold=20.0)), (("logsigmoid", "log_sigmoid"), _u("logsigmoid")),
+    (("floor",), _u("floor")), (("ceil",), _u("ceil")),
     (("rsqrt",), lambda a, k: Proxy(E.binary("truediv", E.const(1.0), E.unary("sqrt", lift(a[0]))))),
     (("reciprocal",), lambda a, k: Proxy(E.binary("truediv", E.const(1.0), lift(a[0])))),
     (("square",), lambda a, k: Proxy(E.binary("mul", lift(a[0]), lift(a[0])))),

@@ -19,13 +19,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import expr as E
+from ..ir.ops import Op
 from ..ir.program import Program
 
-SFU = {"exp": 1, "exp2": 1, "log": 1, "log2": 1, "sqrt": 1, "tanh": 2, "sigmoid": 2, "elu": 1}
-# ALU instructions per op: integer division and modulo by a constant compile to a
-# multiply-high, shifts and (for Python's floor semantics) sign fix-ups
-ALU_WEIGHT = {"floordiv": 8, "mod": 8, "pow": 4, "truediv": 4}
-SOFTMAX_ALU = 3   # running max, subtract, sum per element (online softmax)
+FREE, ALU = (0, 0), (0, 1)
+# Work per element of each op: (special-function results, ALU instructions). Integer
+# division and modulo by a constant compile to a multiply-high, shifts and (for Python's
+# floor semantics) sign fix-ups; tanh and sigmoid take an exp and a reciprocal.
+WORK = {
+    Op.VAR: FREE, Op.CONST: FREE, Op.PARAM: FREE, Op.REF: FREE,
+    Op.LOAD: (0, 2),  # address arithmetic and the load itself
+    Op.ADD: ALU, Op.SUB: ALU, Op.MUL: ALU, Op.TRUEDIV: (0, 4), Op.FLOORDIV: (0, 8), Op.MOD: (0, 8),
+    Op.POW: (0, 4), Op.MINIMUM: ALU, Op.MAXIMUM: ALU,
+    Op.LT: ALU, Op.LE: ALU, Op.GT: ALU, Op.GE: ALU, Op.EQ: ALU, Op.NE: ALU,
+    Op.AND: ALU, Op.OR: ALU, Op.XOR: ALU, Op.LSHIFT: ALU, Op.RSHIFT: ALU,
+    Op.NEG: ALU, Op.ABS: ALU, Op.INVERT: ALU,
+    Op.EXP: (1, 0), Op.EXP2: (1, 0), Op.LOG: (1, 0), Op.LOG2: (1, 0), Op.SQRT: (1, 0), Op.TANH: (2, 0),
+    Op.SIGMOID: (2, 0), Op.RELU: ALU, Op.ELU: (1, 0), Op.FLOOR: ALU, Op.CEIL: ALU,
+    Op.SOFTPLUS: (2, 3), Op.LOGSIGMOID: (2, 3),  # exp and log of -|x|; abs, max and add
+    Op.FLOAT: ALU, Op.INT: ALU, Op.WHERE: ALU,
+    Op.SOFTMAX: (1, 3),  # an exp per element; running max, subtract, sum (online softmax)
+    Op.REDUCE_MAX: ALU, Op.REDUCE_SUM: ALU,
+}
 SOFTMAX_ROW_SFU = 1  # exp of the max correction per row per tile
 
 
@@ -57,7 +72,8 @@ def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hois
     ``hoisted=False`` counts every node once per element (a kernel that does not hoist)."""
     sfu = alu = 0.0
     for node in E.walk(expr):
-        if node.op in ("var", "const", "param", "ref") or node in skip:
+        node_sfu, node_alu = WORK[node.op]
+        if (node_sfu, node_alu) == FREE or node in skip:
             continue
         letters = E.letters_of(node) | ({node.arg} if node.op in E.REDUCTIONS else set())
         if "n" not in letters:
@@ -65,15 +81,8 @@ def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hois
         count = 1.0
         for x in (letters - {"b", "h"}) if hoisted else {"m", "n"}:
             count *= sizes.get(x, 1)
-        if node.op == "softmax":
-            sfu += count + SOFTMAX_ROW_SFU * sizes["m"]
-            alu += SOFTMAX_ALU * count
-        elif node.op in SFU:
-            sfu += SFU[node.op] * count
-        elif node.op == "load":
-            alu += 2 * count  # address arithmetic and the load itself
-        else:
-            alu += ALU_WEIGHT.get(node.op, 1) * count
+        sfu += node_sfu * count + (SOFTMAX_ROW_SFU * sizes["m"] if node.op == Op.SOFTMAX else 0)
+        alu += node_alu * count
     return sfu, alu
 
 

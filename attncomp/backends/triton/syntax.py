@@ -13,35 +13,56 @@ from __future__ import annotations
 import math
 
 from ...ir import expr as E
+from ...ir.ops import Op
 from ...ir.printer import PREC_ATOM, PREC_COMPARE, Syntax, format_expr
-from ..torch_syntax import explicit_bool_casts
+from ..torch_syntax import explicit_casts
 
 TL_CALLS = {
-    "abs": "tl.abs", "exp": "tl.exp", "exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt",
-    "sigmoid": "tl.sigmoid", "floor": "tl.floor", "ceil": "tl.ceil", "where": "tl.where",
-    "minimum": "tl.minimum", "maximum": "tl.maximum",
+    Op.ABS: "tl.abs", Op.EXP: "tl.exp", Op.EXP2: "tl.exp2", Op.LOG: "tl.log", Op.LOG2: "tl.log2", Op.SQRT: "tl.sqrt",
+    Op.SIGMOID: "tl.sigmoid", Op.FLOOR: "tl.floor", Op.CEIL: "tl.ceil", Op.WHERE: "tl.where",
+    Op.MINIMUM: "tl.minimum", Op.MAXIMUM: "tl.maximum",
+}
+
+
+def _formula(text: str):
+    """An op Triton has no function for, as a formula of its operand ``{0}`` (printed as
+    a call argument or comparison operand, where any float expression parses unbracketed)."""
+    return lambda e, p: (text.format(*(p.text(s, 0) for s in e.src)), PREC_ATOM)
+
+
+TL_FORMULAS = {
+    Op.ELU: _formula("tl.where({0} > 0, {0}, tl.exp({0}) - 1.0)"),
+    Op.RELU: _formula("tl.maximum({0}, 0.0)"),
+    # log(1 + e^x) without overflow; past torch's threshold 20 the log term is below
+    # float32 resolution, so this is torch's x there too
+    Op.SOFTPLUS: _formula("(tl.maximum({0}, 0.0) + tl.log(1.0 + tl.exp(-tl.abs({0}))))"),
+    Op.LOGSIGMOID: _formula("(tl.minimum({0}, 0.0) - tl.log(1.0 + tl.exp(-tl.abs({0}))))"),
+}
+
+
+def _all_nonnegative(e: E.Expr) -> bool:
+    return all(nonnegative(s) for s in e.src)
+
+
+# Sign rules: whether a node of each op is provably >= 0 (ops not listed: not known).
+NONNEGATIVE = {
+    Op.VAR: lambda e: e.arg in ("b", "h", "m", "n"),
+    Op.CONST: lambda e: e.arg >= 0, Op.PARAM: lambda e: e.arg[1] is not None and e.arg[1] >= 0,
+    Op.ADD: _all_nonnegative, Op.MUL: _all_nonnegative, Op.MINIMUM: _all_nonnegative, Op.MAXIMUM: _all_nonnegative,
+    Op.FLOORDIV: lambda e: _all_nonnegative(e) and positive(e.src[1]),
+    Op.MOD: lambda e: positive(e.src[1]),
+    Op.ABS: lambda e: True, Op.RELU: lambda e: True, Op.SIGMOID: lambda e: True, Op.EXP: lambda e: True,
+    Op.EXP2: lambda e: True, Op.SQRT: lambda e: True, Op.SOFTPLUS: lambda e: True,
+    Op.WHERE: lambda e: nonnegative(e.src[1]) and nonnegative(e.src[2]),
 }
 
 
 def nonnegative(e: E.Expr) -> bool:
     """True if ``e`` is provably >= 0 for every index value (b, h, q_idx, kv_idx >= 0)."""
-    op = e.op
-    if op == "var":
-        return e.arg in ("b", "h", "m", "n")
-    if op in ("const", "param"):
-        value = e.arg if op == "const" else e.arg[1]
-        return value is not None and value >= 0
-    if op in ("add", "mul", "minimum", "maximum", "floordiv"):
-        return all(nonnegative(s) for s in e.src) and (op != "floordiv" or positive(e.src[1]))
-    if op == "mod":
-        return positive(e.src[1])
-    if op in ("abs", "relu", "sigmoid", "exp", "exp2", "sqrt") or e.dtype == E.BOOL:
+    if e.dtype == E.BOOL:  # 0 or 1
         return True
-    if op == "where":
-        return nonnegative(e.src[1]) and nonnegative(e.src[2])
-    if op == "load":
-        return False
-    return False
+    rule = NONNEGATIVE.get(e.op)
+    return rule is not None and rule(e)
 
 
 def positive(e: E.Expr) -> bool:
@@ -65,10 +86,10 @@ class TritonPrinter:
         self.helpers: set[str] = set()
         self.syntax = Syntax(calls=dict(TL_CALLS), const=_const)
         self.syntax.override.update({
-            "floordiv": self._floordiv, "mod": self._mod, "tanh": self._tanh, "elu": self._elu,
-            "relu": self._relu, "float": self._cast, "int": self._cast, "invert": self._invert,
-            "pow": self._pow,
+            Op.FLOORDIV: self._floordiv, Op.MOD: self._mod, Op.TANH: self._tanh, Op.FLOAT: self._cast,
+            Op.INT: self._cast, Op.INVERT: self._invert, Op.POW: self._pow,
         })
+        self.syntax.override.update(TL_FORMULAS)
 
     def _floordiv(self, e, p):
         a, b = e.src
@@ -91,13 +112,6 @@ class TritonPrinter:
 
     def _tanh(self, e, p):
         return f"(2.0 * tl.sigmoid(2.0 * {p.text(e.src[0], 14)}) - 1.0)", PREC_ATOM
-
-    def _elu(self, e, p):
-        x = p.text(e.src[0], 0)
-        return f"tl.where({x} > 0, {x}, tl.exp({x}) - 1.0)", PREC_ATOM
-
-    def _relu(self, e, p):
-        return f"tl.maximum({p.text(e.src[0], 0)}, 0.0)", PREC_ATOM
 
     def _cast(self, e, p):
         kind = "tl.float32" if e.op == "float" else "tl.int32"
@@ -138,7 +152,7 @@ class TritonPrinter:
         return f"({value} != 0)" if e.dtype == E.BOOL else value
 
     def __call__(self, expr: E.Expr) -> str:
-        return format_expr(explicit_bool_casts(expr), self.syntax, names=self.names, leaf=self._leaf)
+        return format_expr(explicit_casts(expr), self.syntax, names=self.names, leaf=self._leaf)
 
 
 HELPERS = {

@@ -14,12 +14,14 @@ rectangle, with +-inf for unbounded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import expr as E
+from ..ops import Op
 
 INF = np.inf
 
@@ -138,10 +140,115 @@ def _elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
-_MONOTONE = {
-    "exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt, "tanh": np.tanh,
-    "sigmoid": lambda x: 0.5 * (1 + np.tanh(0.5 * x)), "relu": lambda x: np.maximum(x, 0), "elu": _elu,
-    "floor": np.floor, "ceil": np.ceil, "int": _trunc, "float": lambda x: x,
+def _increasing(f, upper=None):
+    """A monotone increasing op: ``[f(lo), upper(hi)]`` (``upper`` defaults to ``f``; give
+    both when the op is only close to monotone and needs an envelope). NaN (log of a
+    negative, ...) widens to unbounded."""
+    upper = upper or f
+
+    def rule(lo, hi):
+        with np.errstate(all="ignore"):
+            flo, fhi = f(lo), upper(hi)
+        bad = np.isnan(flo) | np.isnan(fhi)
+        return np.where(bad, -INF, flo), np.where(bad, INF, fhi)
+    return rule
+
+
+def _abs(lo, hi):
+    return np.where(lo >= 0, lo, np.where(hi <= 0, -hi, 0.0)), np.maximum(np.abs(lo), np.abs(hi))
+
+
+def _truediv(alo, ahi, blo, bhi):
+    safe = (blo > 0) | (bhi < 0)
+    lo, hi = _corners(np.divide, alo, ahi, np.where(safe, blo, 1), np.where(safe, bhi, 1))
+    return np.where(safe, lo, -INF), np.where(safe, hi, INF)
+
+
+# Bounds of an op's value from the ranges of its operands: f(lo, hi) or f(alo, ahi, blo, bhi).
+RANGES = {
+    Op.ABS: _abs, Op.INVERT: lambda lo, hi: (-hi - 1, -lo - 1),  # ~x == -x - 1 on integers
+    Op.EXP: _increasing(np.exp), Op.EXP2: _increasing(np.exp2), Op.LOG: _increasing(np.log),
+    Op.LOG2: _increasing(np.log2), Op.SQRT: _increasing(np.sqrt), Op.TANH: _increasing(np.tanh),
+    Op.SIGMOID: _increasing(lambda x: 0.5 * (1 + np.tanh(0.5 * x))), Op.RELU: _increasing(lambda x: np.maximum(x, 0)),
+    Op.ELU: _increasing(_elu),
+    # torch's softplus is x past its threshold 20, a hair below log(1 + e^x): bounded by
+    # min(log(1 + e^x), max(x, 20)) below and log(1 + e^x) above. torch's vectorized exp and
+    # log1p differ from numpy's by a few ulps: a relative 1e-12 margin covers them.
+    Op.SOFTPLUS: _increasing(lambda x: np.minimum(np.logaddexp(0, x), np.maximum(x, 20.0)) * (1 - 1e-12) - 1e-300,
+                             lambda x: np.logaddexp(0, x) * (1 + 1e-12) + 1e-300),
+    Op.LOGSIGMOID: _increasing(lambda x: -np.logaddexp(0, -x) * (1 + 1e-12) - 1e-300,
+                               lambda x: -np.logaddexp(0, -x) * (1 - 1e-12) + 1e-300),
+    Op.FLOOR: _increasing(np.floor), Op.CEIL: _increasing(np.ceil),
+    Op.INT: _increasing(_trunc), Op.FLOAT: _increasing(lambda x: x),
+    Op.MINIMUM: lambda alo, ahi, blo, bhi: (np.minimum(alo, blo), np.minimum(ahi, bhi)),
+    Op.MAXIMUM: lambda alo, ahi, blo, bhi: (np.maximum(alo, blo), np.maximum(ahi, bhi)),
+    Op.FLOORDIV: _floordiv, Op.MOD: _mod, Op.TRUEDIV: _truediv, Op.POW: _pow,
+    Op.AND: functools.partial(_bitwise, "and"), Op.OR: functools.partial(_bitwise, "or"),
+    Op.XOR: functools.partial(_bitwise, "xor"),
+    Op.LSHIFT: functools.partial(_shift, "lshift"), Op.RSHIFT: functools.partial(_shift, "rshift"),
+}
+
+
+def _add(ev, e: E.Expr) -> Aff:
+    a, b = ev.aff(e.src[0]), ev.aff(e.src[1])
+    return Aff(a.cm + b.cm, a.cn + b.cn, a.lo + b.lo, a.hi + b.hi)
+
+
+def _sub(ev, e: E.Expr) -> Aff:
+    a, b = ev.aff(e.src[0]), ev.aff(e.src[1])
+    return Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo)
+
+
+def _neg(ev, e: E.Expr) -> Aff:
+    a = ev.aff(e.src[0])
+    return Aff(-a.cm, -a.cn, -a.hi, -a.lo)
+
+
+def _select(ev, e: E.Expr) -> Aff:
+    c = ev(e.src[0])
+    (xlo, xhi), (ylo, yhi) = ev.rng(e.src[1]), ev.rng(e.src[2])
+    lo = np.where(c.t & ~c.f, xlo, np.where(c.f & ~c.t, ylo, np.minimum(xlo, ylo)))
+    hi = np.where(c.t & ~c.f, xhi, np.where(c.f & ~c.t, yhi, np.maximum(xhi, yhi)))
+    return interval(lo, hi, ev.like)
+
+
+# Ops that keep the affine form exact (the point of carrying m and n coefficients).
+AFFINE = {Op.ADD: _add, Op.SUB: _sub, Op.NEG: _neg, Op.MUL: lambda ev, e: ev.mul(ev.aff(e.src[0]), ev.aff(e.src[1])),
+          Op.WHERE: _select}
+
+
+def _compare(always, never):
+    """A comparison ``a OP b`` from the range of ``a - b``: whether it always / never holds."""
+    def rule(ev, e: E.Expr) -> Tri:
+        a, b = ev.aff(e.src[0]), ev.aff(e.src[1])
+        lo, hi = total(Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo), ev.box)
+        unknown = np.isnan(lo) | np.isnan(hi)
+        return Tri(~never(lo, hi) | unknown, ~always(lo, hi) | unknown)
+    return rule
+
+
+def _where_bool(ev, e: E.Expr) -> Tri:
+    c, x, y = (ev(s) for s in e.src)
+    return Tri((c.t & x.t) | (c.f & y.t), (c.t & x.f) | (c.f & y.f))
+
+
+def _logic(rule):
+    return lambda ev, e: rule(ev(e.src[0]), ev(e.src[1]))
+
+
+# Three-valued rules for boolean-valued ops.
+BOOLEAN = {
+    Op.LT: _compare(lambda lo, hi: hi < 0, lambda lo, hi: lo >= 0),
+    Op.LE: _compare(lambda lo, hi: hi <= 0, lambda lo, hi: lo > 0),
+    Op.GT: _compare(lambda lo, hi: lo > 0, lambda lo, hi: hi <= 0),
+    Op.GE: _compare(lambda lo, hi: lo >= 0, lambda lo, hi: hi < 0),
+    Op.EQ: _compare(lambda lo, hi: (lo == 0) & (hi == 0), lambda lo, hi: (lo > 0) | (hi < 0)),
+    Op.NE: _compare(lambda lo, hi: (lo > 0) | (hi < 0), lambda lo, hi: (lo == 0) & (hi == 0)),
+    Op.INVERT: lambda ev, e: (lambda x: Tri(x.f, x.t))(ev(e.src[0])),
+    Op.WHERE: _where_bool,
+    Op.AND: _logic(lambda a, b: Tri(a.t & b.t, a.f | b.f)),
+    Op.OR: _logic(lambda a, b: Tri(a.t | b.t, a.f & b.f)),
+    Op.XOR: _logic(lambda a, b: Tri((a.t & b.f) | (a.f & b.t), (a.t & b.t) | (a.f & b.f))),
 }
 
 LoadFn = Callable[[E.TensorDecl, list[tuple[np.ndarray, np.ndarray]]], tuple[np.ndarray, np.ndarray]]
@@ -155,6 +262,7 @@ class IntervalEvaluator:
         self.box, self.params, self.load_fn = box, params, load
         self.memo: dict = {}
         self.like = box.mlo
+        self.leaves = {Op.VAR: self.var, Op.CONST: self.constant, Op.PARAM: self.constant, Op.LOAD: self.load}
 
     def __call__(self, e: E.Expr):
         if e not in self.memo:
@@ -171,105 +279,41 @@ class IntervalEvaluator:
         return total(self.aff(e), self.box)
 
     def eval(self, e: E.Expr):
-        op, box, like = e.op, self.box, self.like
-        if op == "var":
-            one, zero = np.ones_like(like), np.zeros_like(like)
-            if e.arg == "m":
-                return Aff(one, zero, zero, zero)
-            if e.arg == "n":
-                return Aff(zero, one, zero, zero)
-            value = box.b if e.arg == "b" else box.h
-            return interval(value, value, like)
-        if op in ("const", "param"):
-            value = e.arg if op == "const" else self.params[e.arg[0]]
-            if e.dtype == E.BOOL:
-                return Tri(np.full(like.shape, bool(value)), np.full(like.shape, not value))
-            return interval(float(value), float(value), like)
-        if op == "load":
-            lo, hi = self.load_fn(e.arg, [self.rng(s) for s in e.src])
-            if e.dtype == E.BOOL:
-                return Tri(hi > 0, lo <= 0)
-            return interval(lo, hi, like)
-        if e.dtype == E.BOOL:
-            return self.boolean(e)
-        return self.numeric(e)
-
-    def boolean(self, e: E.Expr) -> Tri:
         op = e.op
-        if op in E.COMPARE:
-            a, b = self.aff(e.src[0]), self.aff(e.src[1])
-            lo, hi = total(Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo), self.box)
-            unknown = np.isnan(lo) | np.isnan(hi)
-            always = {"lt": hi < 0, "le": hi <= 0, "gt": lo > 0, "ge": lo >= 0,
-                      "eq": (lo == 0) & (hi == 0), "ne": (lo > 0) | (hi < 0)}[op]
-            never = {"lt": lo >= 0, "le": lo > 0, "gt": hi <= 0, "ge": hi < 0,
-                     "eq": (lo > 0) | (hi < 0), "ne": (lo == 0) & (hi == 0)}[op]
-            return Tri(~never | unknown, ~always | unknown)
-        if op == "invert":
-            x = self(e.src[0])
-            return Tri(x.f, x.t)
-        if op == "where":
-            c, x, y = (self(s) for s in e.src)
-            return Tri((c.t & x.t) | (c.f & y.t), (c.t & x.f) | (c.f & y.f))
-        a, b = self(e.src[0]), self(e.src[1])
-        if op == "and":
-            return Tri(a.t & b.t, a.f | b.f)
-        if op == "or":
-            return Tri(a.t | b.t, a.f & b.f)
-        if op == "xor":
-            return Tri((a.t & b.f) | (a.f & b.t), (a.t & b.t) | (a.f & b.f))
-        raise ValueError(f"no interval rule for boolean op {op}")
-
-    def numeric(self, e: E.Expr) -> Aff:
-        op, like = e.op, self.like
-        if op in ("add", "sub"):
-            a, b = self.aff(e.src[0]), self.aff(e.src[1])
-            if op == "add":
-                return Aff(a.cm + b.cm, a.cn + b.cn, a.lo + b.lo, a.hi + b.hi)
-            return Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo)
-        if op == "neg":
-            a = self.aff(e.src[0])
-            return Aff(-a.cm, -a.cn, -a.hi, -a.lo)
-        if op == "mul":
-            return self.mul(self.aff(e.src[0]), self.aff(e.src[1]))
-        if op == "where":
-            c = self(e.src[0])
-            (xlo, xhi), (ylo, yhi) = self.rng(e.src[1]), self.rng(e.src[2])
-            lo = np.where(c.t & ~c.f, xlo, np.where(c.f & ~c.t, ylo, np.minimum(xlo, ylo)))
-            hi = np.where(c.t & ~c.f, xhi, np.where(c.f & ~c.t, yhi, np.maximum(xhi, yhi)))
-            return interval(lo, hi, like)
-        if op in E.UNARY:
-            lo, hi = self.rng(e.src[0])
-            if op == "abs":
-                return interval(np.where(lo >= 0, lo, np.where(hi <= 0, -hi, 0.0)), np.maximum(np.abs(lo), np.abs(hi)), like)
-            if op == "invert":  # ~x == -x - 1 on integers
-                return interval(-hi - 1, -lo - 1, like)
-            with np.errstate(all="ignore"):
-                flo, fhi = _MONOTONE[op](lo), _MONOTONE[op](hi)
-            bad = np.isnan(flo) | np.isnan(fhi)
-            return interval(np.where(bad, -INF, flo), np.where(bad, INF, fhi), like)
-        (alo, ahi), (blo, bhi) = self.rng(e.src[0]), self.rng(e.src[1])
-        if op == "minimum":
-            lo, hi = np.minimum(alo, blo), np.minimum(ahi, bhi)
-        elif op == "maximum":
-            lo, hi = np.maximum(alo, blo), np.maximum(ahi, bhi)
-        elif op == "floordiv":
-            lo, hi = _floordiv(alo, ahi, blo, bhi)
-        elif op == "mod":
-            lo, hi = _mod(alo, ahi, blo, bhi)
-        elif op == "truediv":
-            safe = (blo > 0) | (bhi < 0)
-            lo, hi = _corners(np.divide, alo, ahi, np.where(safe, blo, 1), np.where(safe, bhi, 1))
-            lo, hi = np.where(safe, lo, -INF), np.where(safe, hi, INF)
-        elif op == "pow":
-            lo, hi = _pow(alo, ahi, blo, bhi)
-        elif op in ("and", "or", "xor"):
-            lo, hi = _bitwise(op, alo, ahi, blo, bhi)
-        elif op in ("lshift", "rshift"):
-            lo, hi = _shift(op, alo, ahi, blo, bhi)
-        else:
+        if op in self.leaves:
+            return self.leaves[op](e)
+        if e.dtype == E.BOOL:
+            if op not in BOOLEAN:
+                raise ValueError(f"no interval rule for boolean op {op}")
+            return BOOLEAN[op](self, e)
+        if op in AFFINE:
+            return AFFINE[op](self, e)
+        if op not in RANGES:
             raise ValueError(f"no interval rule for {op}")
-        return interval(lo, hi, like)
+        lo, hi = RANGES[op](*(bound for s in e.src for bound in self.rng(s)))
+        return interval(lo, hi, self.like)
+
+    def var(self, e: E.Expr):
+        like, box = self.like, self.box
+        one, zero = np.ones_like(like), np.zeros_like(like)
+        if e.arg == "m":
+            return Aff(one, zero, zero, zero)
+        if e.arg == "n":
+            return Aff(zero, one, zero, zero)
+        value = box.b if e.arg == "b" else box.h
+        return interval(value, value, like)
+
+    def constant(self, e: E.Expr):
+        value = e.arg if e.op == Op.CONST else self.params[e.arg[0]]
+        if e.dtype == E.BOOL:
+            return Tri(np.full(self.like.shape, bool(value)), np.full(self.like.shape, not value))
+        return interval(float(value), float(value), self.like)
+
+    def load(self, e: E.Expr):
+        lo, hi = self.load_fn(e.arg, [self.rng(s) for s in e.src])
+        if e.dtype == E.BOOL:
+            return Tri(hi > 0, lo <= 0)
+        return interval(lo, hi, self.like)
 
     def mul(self, a: Aff, b: Aff) -> Aff:
         (alo, ahi), (blo, bhi) = total(a, self.box), total(b, self.box)

@@ -16,108 +16,100 @@ import operator
 from dataclasses import replace
 
 from .. import expr as E
+from ..ops import Op
 from ..program import Program
+from ..rewrite import Pat, Rules, graph_rewrite
 
-_PY = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
-    "mod": operator.mod, "minimum": min, "maximum": max, "lt": operator.lt, "le": operator.le,
-    "gt": operator.gt, "ge": operator.ge, "eq": operator.eq, "ne": operator.ne,
-    "lshift": operator.lshift, "rshift": operator.rshift,
+
+def _divide(fn):
+    return lambda a, b: None if b == 0 else fn(a, b)  # leave division by zero for the evaluator to report
+
+
+def _shift(fn):
+    return lambda a, b: None if b < 0 else fn(a, b)
+
+
+# Python's meaning of each integer/boolean op on constants (bools count as 0/1); None: do not fold.
+FOLD = {
+    Op.ADD: operator.add, Op.SUB: operator.sub, Op.MUL: operator.mul, Op.FLOORDIV: _divide(operator.floordiv),
+    Op.MOD: _divide(operator.mod), Op.POW: lambda a, b: int(a) ** int(b) if b >= 0 else None,
+    Op.MINIMUM: min, Op.MAXIMUM: max,
+    Op.LT: operator.lt, Op.LE: operator.le, Op.GT: operator.gt, Op.GE: operator.ge, Op.EQ: operator.eq,
+    Op.NE: operator.ne, Op.LSHIFT: _shift(operator.lshift), Op.RSHIFT: _shift(operator.rshift),
+    Op.AND: operator.and_, Op.OR: operator.or_, Op.XOR: operator.xor,
+    Op.NEG: operator.neg, Op.ABS: abs, Op.INVERT: lambda a: (not a) if isinstance(a, bool) else ~a,
+    Op.WHERE: lambda c, a, b: a if c else b,
 }
 
 
-def _const_value(node: E.Expr):
-    args = [s.arg for s in node.src]
-    op = node.op
-    if op in ("floordiv", "mod") and args[1] == 0:
-        return None  # leave division by zero for the evaluator to report
-    if op in ("lshift", "rshift") and args[1] < 0:
+def _constant(e: E.Expr) -> E.Expr | None:
+    if e.dtype == E.FLOAT or not e.src or e.op not in FOLD or any(s.op != Op.CONST for s in e.src):
         return None
-    if op in _PY:
-        return _PY[op](*(int(a) if isinstance(a, bool) and op not in E.COMPARE else a for a in args))
-    if op in ("and", "or", "xor"):
-        fn = {"and": operator.and_, "or": operator.or_, "xor": operator.xor}[op]
-        return bool(fn(*args)) if node.dtype == E.BOOL else fn(int(args[0]), int(args[1]))
-    if op == "neg":
-        return -int(args[0])
-    if op == "abs":
-        return abs(int(args[0]))
-    if op == "invert":
-        return (not args[0]) if node.dtype == E.BOOL else ~int(args[0])
-    if op == "where":
-        return args[1] if args[0] else args[2]
-    if op == "pow" and args[1] >= 0:
-        return int(args[0]) ** int(args[1])
-    return None
+    value = FOLD[e.op](*(s.arg for s in e.src))
+    return None if value is None else E.const(bool(value) if e.dtype == E.BOOL else int(value))
+
+
+def _same_type(e: E.Expr, x: E.Expr) -> E.Expr | None:
+    return x if x.dtype == e.dtype else None
+
+
+def _const(value, name: str | None = None) -> Pat:
+    return Pat(Op.CONST, arg=value, name=name)
+
+
+def _positive(name: str) -> Pat:
+    return Pat(Op.CONST, name=name, test=lambda c: c.arg > 0)
+
+
+x, y = Pat(name="x"), Pat(name="y")
+INT, BOOL = E.INT, E.BOOL
+
+# Tried in order on each node, its children already folded; the first that applies wins.
+RULES = Rules([
+    (Pat(name="e"), _constant),
+    (Pat(Op.WHERE, Pat(Op.CONST, name="c"), x, y, name="e"), lambda e, c, x, y: _same_type(e, x if c.arg else y) or e),
+    (Pat(Op.WHERE, Pat(), x, x), lambda x: x),
+    (Pat(Op.INVERT, Pat(Op.INVERT, x)), lambda x: x),
+    # x & True = x, x | False = x, x & x = x | x = x, x & False = False, x | True = True
+    (Pat(Op.AND, _const(True), x, dtype=BOOL), lambda x: x), (Pat(Op.AND, x, x, dtype=BOOL), lambda x: x),
+    (Pat(Op.AND, x, _const(True), dtype=BOOL), lambda x: x),
+    (Pat(Op.AND, dtype=BOOL, test=lambda e: any(_is(s, False) for s in e.src)), lambda: E.const(False)),
+    (Pat(Op.OR, _const(False), x, dtype=BOOL), lambda x: x), (Pat(Op.OR, x, x, dtype=BOOL), lambda x: x),
+    (Pat(Op.OR, x, _const(False), dtype=BOOL), lambda x: x),
+    (Pat(Op.OR, dtype=BOOL, test=lambda e: any(_is(s, True) for s in e.src)), lambda: E.const(True)),
+    (Pat(Op.ADD, _const(0), x, dtype=INT, name="e"), _same_type), (Pat(Op.ADD, x, _const(0), dtype=INT, name="e"), _same_type),
+    (Pat(Op.SUB, x, _const(0), dtype=INT, name="e"), _same_type),
+    (Pat(Op.MUL, dtype=INT, test=lambda e: any(_is(s, 0) for s in e.src)), lambda: E.const(0)),
+    (Pat(Op.MUL, _const(1), x, dtype=INT, name="e"), _same_type), (Pat(Op.MUL, x, _const(1), dtype=INT, name="e"), _same_type),
+    (Pat(Op.FLOORDIV, x, _const(1), dtype=INT, name="e"), _same_type),
+    # (x // a) // b = x // (a * b) for a, b > 0: floor division composes
+    (Pat(Op.FLOORDIV, Pat(Op.FLOORDIV, x, _positive("a")), _positive("b"), dtype=INT),
+     lambda x, a, b: E.binary("floordiv", x, E.const(a.arg * b.arg))),
+    (Pat(Op.MOD, x, _const(1), dtype=INT), lambda x: E.const(0)),
+    # (x % a) % b = x % b for a, b > 0 with b dividing a: x and x % a differ by a multiple of b
+    (Pat(Op.MOD, Pat(Op.MOD, x, _positive("a")), _positive("b"), dtype=INT),
+     lambda x, a, b: E.binary("mod", x, b) if a.arg % b.arg == 0 else None),
+    (Pat({Op.MINIMUM, Op.MAXIMUM}, x, x, dtype=INT), lambda x: x),
+])
 
 
 def _is(node: E.Expr, value) -> bool:
-    return node.op == "const" and node.arg == value and type(node.arg) is type(value)
+    return node.op == Op.CONST and node.arg == value and type(node.arg) is type(value)
+
+
+PARAMS = Rules([(Pat(Op.PARAM, name="p", test=lambda p: p.arg[1] is not None), lambda p: E.const(p.arg[1]))])
+PARAMS_AND_RULES = PARAMS + RULES
 
 
 def fold_expr(expr: E.Expr, fold_params: bool = True) -> E.Expr:
     """``expr`` with parameters replaced by their values (optional), integer/boolean
-    constant subexpressions evaluated, and the identities above applied."""
-    done: dict[E.Expr, E.Expr] = {}
-    for node in E.walk(expr):
-        src = tuple(done[s] for s in node.src)
-        if node.op == "param" and fold_params and node.arg[1] is not None:
-            done[node] = E.const(node.arg[1])
-            continue
-        new = node if src == node.src else E.rebuild(node, src)
-        done[node] = _simplify_node(new)
-    return done[expr]
+    constant subexpressions evaluated, and the identities above applied.
 
-
-def _simplify_node(e: E.Expr) -> E.Expr:
-    if e.dtype != E.FLOAT and e.src and all(s.op == "const" for s in e.src) and e.op not in E.REDUCTIONS:
-        value = _const_value(e)
-        if value is not None:
-            return E.const(bool(value) if e.dtype == E.BOOL else int(value))
-    op, src = e.op, e.src
-    same = lambda x: x if x.dtype == e.dtype else None
-    if op == "where":
-        c, a, b = src
-        if c.op == "const":
-            return same(a if c.arg else b) or e
-        if a == b:
-            return a
-    if len(src) != 2:
-        if op == "invert" and src[0].op == "invert":
-            return src[0].src[0]
-        return e
-    a, b = src
-    if e.dtype == E.BOOL and op in ("and", "or"):
-        unit, zero = (True, False) if op == "and" else (False, True)
-        if _is(a, unit) or a == b:
-            return b
-        if _is(b, unit):
-            return a
-        if _is(a, zero) or _is(b, zero):
-            return E.const(zero)
-    if e.dtype != E.INT:
-        return e
-    if op == "add":
-        return (same(b) if _is(a, 0) else None) or (same(a) if _is(b, 0) else None) or e
-    if op == "sub" and _is(b, 0):
-        return same(a) or e
-    if op == "mul":
-        if _is(a, 0) or _is(b, 0):
-            return E.const(0)
-        return (same(b) if _is(a, 1) else None) or (same(a) if _is(b, 1) else None) or e
-    if op == "floordiv":
-        if _is(b, 1):
-            return same(a) or e
-        if a.op == "floordiv" and a.src[1].op == "const" and b.op == "const" and a.src[1].arg > 0 and b.arg > 0:
-            return E.binary("floordiv", a.src[0], E.const(a.src[1].arg * b.arg))
-    if op == "mod" and _is(b, 1):
-        return E.const(0)
-    if op == "mod" and a.op == "mod" and a.src[1].op == "const" and b.op == "const" and b.arg > 0 \
-            and a.src[1].arg > 0 and a.src[1].arg % b.arg == 0:
-        return E.binary("mod", a.src[0], b)
-    if op in ("minimum", "maximum") and a == b:
-        return a
-    return e
+    >>> from attncomp.ir.expr import var, const, param, binary
+    >>> str(fold_expr(binary("add", binary("floordiv", binary("floordiv", var("m"), const(4)), param("w", 2)), const(0))))
+    'm // 8'
+    """
+    return graph_rewrite(expr, PARAMS_AND_RULES if fold_params else RULES)
 
 
 def fold(program: Program, fold_params: bool = True) -> Program:

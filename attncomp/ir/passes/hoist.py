@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 
 from .. import expr as E
-from ..program import Program
 from ..softmax import SoftmaxParts, match_softmax, softmax_program
+from ..ops import Op
+from ..program import Program
+from ..rewrite import Pat, Rules
 
 
 def _is_neg_inf(e: E.Expr) -> bool:
@@ -24,31 +26,34 @@ def _index_only(c: E.Expr) -> bool:
     return E.var("score") not in set(E.walk(c)) and not any(n.op in ("ref",) + tuple(E.REDUCTIONS) for n in E.walk(c))
 
 
+_COND = Pat(name="c", test=_index_only)
+_NEG_INF = Pat(Op.CONST, test=_is_neg_inf)
+_SCORE = Pat(name="x", test=lambda e: not _is_neg_inf(e))
+# One hoistable condition off the top of a score mod: (condition, the rest).
+_PEEL = Rules([
+    (Pat(Op.WHERE, _COND, _SCORE, _NEG_INF), lambda c, x: (c, x)),                 # where(c, x, -inf)
+    (Pat(Op.WHERE, _COND, _NEG_INF, _SCORE), lambda c, x: (E.unary("invert", c), x)),  # where(c, -inf, x)
+    (Pat(Op.ADD, Pat(name="x"), Pat(Op.WHERE, _COND, Pat(Op.CONST, test=lambda z: z.arg == 0), _NEG_INF)),
+     lambda c, x: (c, x)),                                                           # x + where(c, 0, -inf)
+    (Pat(Op.ADD, Pat(Op.WHERE, _COND, Pat(Op.CONST, test=lambda z: z.arg == 0), _NEG_INF), Pat(name="x")),
+     lambda c, x: (c, x)),                                                           # where(c, 0, -inf) + x
+])
+
+
 def split_score(score: E.Expr) -> tuple[list[E.Expr], E.Expr]:
-    """(conditions, remaining score mod) with every hoistable ``-inf`` condition pulled out."""
+    """(conditions, remaining score mod) with every hoistable ``-inf`` condition pulled out.
+
+    >>> from attncomp.ir.expr import var, const, binary, where
+    >>> s, m, n = var("score"), var("m"), var("n")
+    >>> conds, rest = split_score(where(binary("ge", m, n), binary("mul", s, const(2.0)), const(-float("inf"))))
+    >>> [str(c) for c in conds], str(rest)
+    (['m >= n'], 'score * 2.0')
+    """
     conds: list[E.Expr] = []
-    while True:
-        if score.op == "where" and _index_only(score.src[0]):
-            c, a, b = score.src
-            if _is_neg_inf(b) and not _is_neg_inf(a):
-                conds.append(c)
-                score = a
-                continue
-            if _is_neg_inf(a) and not _is_neg_inf(b):
-                conds.append(E.unary("invert", c))
-                score = b
-                continue
-        if score.op == "add":
-            for keep, bias in (score.src, score.src[::-1]):
-                if bias.op == "where" and _index_only(bias.src[0]) and bias.src[1].op == "const" \
-                        and bias.src[1].arg == 0 and _is_neg_inf(bias.src[2]):
-                    conds.append(bias.src[0])
-                    score = keep
-                    break
-            else:
-                return conds, score
-            continue
-        return conds, score
+    while (peeled := _PEEL.rewrite(score)) is not None:
+        cond, score = peeled
+        conds.append(cond)
+    return conds, score
 
 
 def hoist_masks(program: Program) -> Program:

@@ -19,6 +19,7 @@ import sympy
 
 from .. import expr as E
 from ..program import Program
+from ..rewrite import Pat, Rules, graph_rewrite
 
 MAX_LOGIC_ATOMS = 6
 _REL = {"lt": sympy.StrictLessThan, "le": sympy.LessThan, "gt": sympy.StrictGreaterThan,
@@ -179,15 +180,13 @@ def _logic(e: E.Expr) -> E.Expr:
     return best if size(best) < size(e) else e
 
 
+COMPARISONS = Rules([(Pat(E.COMPARE, name="e"), _canonical_comparison)])
+
+
 @functools.lru_cache(maxsize=256)
 def simplify_mask(mask: E.Expr) -> E.Expr:
     """``mask`` with comparisons canonicalized and its boolean skeleton minimized."""
-    done: dict[E.Expr, E.Expr] = {}
-    for node in E.walk(mask):
-        src = tuple(done[s] for s in node.src)
-        new = node if src == node.src else E.rebuild(node, src)
-        done[node] = _canonical_comparison(new) if new.op in E.COMPARE else new
-    return _logic(done[mask])
+    return _logic(graph_rewrite(mask, COMPARISONS))
 
 
 def simplify(program: Program) -> Program:
