@@ -197,7 +197,7 @@ def _check(program: Program, backend: str, check_size: int, tensors_for, options
     try:
         kernel = compile_spec(program, backend=backend, **options)
     except AttncompError as err:
-        return Check(backend, False, err.text)
+        return Check(backend, False, err.text + (f"; {err.hint}" if err.hint else ""))
     ex = Example(batch=2, heads=2, kv_heads=2, q_len=check_size, kv_len=check_size, head_dim=32)
     tensors = tensors_for(check_size)
     inputs = example_inputs(program, ex, dtype=torch.float64, seed=11)

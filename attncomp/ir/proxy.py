@@ -21,7 +21,7 @@ from .capture import capture
 from .ops import Op
 
 _BOOL_HINT = (
-    "use `&`, `|`, `~` (with parentheses: `(q_idx >= kv_idx) & (...)`), torch.where(cond, a, b), "
+    "Use `&`, `|`, `~` (with parentheses: `(q_idx >= kv_idx) & (...)`), torch.where(cond, a, b), "
     "torch.minimum/torch.maximum"
 )
 
