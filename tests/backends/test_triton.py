@@ -180,14 +180,14 @@ def test_loop_function_is_called_for_partial_then_full_blocks():
 
 
 def test_launch_configurations():
-    """On a GPU a launch autotunes among its tile's configurations (the block lists fix the
-    tile); the interpreter takes the first; a tile not listed gets one default config."""
+    """Tuning (on a GPU) is among the launch tile's configurations, since the block lists fix
+    the tile; the interpreter takes the first; a tile not listed gets one default config."""
     module = load_module(ac.compile(ac.variants.causal(), backend="triton").source, "attncomp_test_configs")
     tiles = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in module["CONFIGS"]}
     assert (64, 64) in tiles and len(module["CONFIGS"]) > len(tiles)
-    on_gpu = module["tuned"](64, 64, True).configs
-    assert len(on_gpu) > 1 and all((c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (64, 64) for c in on_gpu)
-    assert module["tuned"](64, 64, False).configs == on_gpu[:1]
+    tuned = module["tuned"](64, 64, True).configs
+    assert len(tuned) > 1 and all((c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (64, 64) for c in tuned)
+    assert module["tuned"](64, 64, False).configs == tuned[:1]
     (odd,) = module["tuned"](16, 32, True).configs
     assert odd.kwargs == {"BLOCK_M": 16, "BLOCK_N": 32}
 

@@ -249,7 +249,7 @@ class _Gen:
     def launch(self) -> dict[str, list[str]]:
         inputs, plan = self.plan.inputs, self.plan
         lines = [f"out_dtype = {inputs[0]}.dtype",
-                 "if out_dtype == torch.bfloat16 and os.environ.get(\"TRITON_INTERPRET\") == \"1\":",
+                 "if out_dtype == torch.bfloat16 and interpreted:",
                  "    # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32",
                  f"    {', '.join(inputs)} = {', '.join(f'{n}.float()' for n in inputs)}",
                  f"q, k, v = {plan.terms[0].scores.q}, {plan.terms[0].scores.k}, {plan.v}"]

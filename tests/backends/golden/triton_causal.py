@@ -165,12 +165,12 @@ def attncomp_fwd(
 
 
 @functools.lru_cache
-def tuned(block_m, block_n, on_gpu):
-    """attncomp_fwd for one tile, autotuned over that tile's CONFIGS on a GPU; the
-    interpreter has no timer to tune with and takes the first."""
+def tuned(block_m, block_n, tune):
+    """attncomp_fwd for one tile, autotuned over that tile's CONFIGS when ``tune`` (on a GPU;
+    the interpreter has no timer to tune with and takes the first)."""
     configs = [c for c in CONFIGS if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (block_m, block_n)]
     configs = configs or [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n})]
-    return triton.autotune(configs if on_gpu else configs[:1], key=["q_len", "kv_len", "HEAD_DIM", "HEAD_DIM_V"])(attncomp_fwd)
+    return triton.autotune(configs if tune else configs[:1], key=["q_len", "kv_len", "HEAD_DIM", "HEAD_DIM_V"])(attncomp_fwd)
 
 
 def attention(
@@ -182,8 +182,9 @@ def attention(
     `layout_shape` (batch, heads; 1 where the mask does not depend on it) and the tile
     (block_m, block_n) they were built for. Returns (out, lse, stats).
     """
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     out_dtype = Q.dtype
-    if out_dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1":
+    if out_dtype == torch.bfloat16 and interpreted:
         # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32
         Q, K, V = Q.float(), K.float(), V.float()
     q, k, v = Q, K, V
@@ -196,7 +197,7 @@ def attention(
     stats = torch.zeros(grid[0] * grid[1] * 3, dtype=torch.int32, device=q.device) if count else out
     pow2 = lambda x: max(16, triton.next_power_of_2(x))
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
-    tuned(block_m, block_n, q.is_cuda)[grid](
+    tuned(block_m, block_n, not interpreted)[grid](
         out, lse, stats, *out.stride(), *blocks,
         M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,
         Q, *Q.stride(), K, *K.stride(), V, *V.stride(),
