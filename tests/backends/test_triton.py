@@ -7,13 +7,18 @@ realistic sizes when CUDA is available.
 """
 
 import ast
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from cases import variant_case
 
 import attncomp as ac
+from attncomp.backends.binding import bind
+from attncomp.backends.modules import load_module
 from attncomp.variants import REGISTRY, example_inputs
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -147,13 +152,77 @@ def test_golden_source(name):
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_kernel_has_no_dead_names(name):
-    """Generated kernels read every name they assign: no leftovers from the skeleton."""
+    """Generated kernels read every name they assign, and the loop function every
+    parameter: no leftovers from the skeleton."""
     tree = ast.parse(ac.compile(REGISTRY[name].build(), backend="triton").source)
+    jitted = [f for f in tree.body if isinstance(f, ast.FunctionDef)
+              and any(ast.unparse(d) == "triton.jit" for d in f.decorator_list)]
+    assert {"_attn_fwd_inner", "attncomp_fwd"} <= {f.name for f in jitted}
+    for fn in jitted:
+        names = [n for n in ast.walk(fn) if isinstance(n, ast.Name)]
+        stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+        loaded = {n.id for n in names if isinstance(n.ctx, ast.Load)}
+        assert stored <= loaded, (fn.name, sorted(stored - loaded))
+        if fn.name == "_attn_fwd_inner":
+            params = {a.arg for a in fn.args.args}
+            assert params <= loaded, sorted(params - loaded)
+
+
+def test_loop_function_is_called_for_partial_then_full_blocks():
+    """One loop function, called twice: the partial-block list with IS_FULL=False, then the
+    full-block list with IS_FULL=True."""
+    tree = ast.parse(ac.compile(ac.variants.causal(), backend="triton").source)
     kernel = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "attncomp_fwd")
-    names = [n for n in ast.walk(kernel) if isinstance(n, ast.Name)]
-    stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
-    loaded = {n.id for n in names if isinstance(n.ctx, ast.Load)}
-    assert stored <= loaded, sorted(stored - loaded)
+    calls = [c for c in ast.walk(kernel) if isinstance(c, ast.Call) and ast.unparse(c.func) == "_attn_fwd_inner"]
+    flags = [next(k.value.value for k in c.keywords if k.arg == "IS_FULL") for c in calls]
+    lists = [next(ast.unparse(a) for a in c.args if ast.unparse(a) in ("P_IDX", "F_IDX")) for c in calls]
+    assert (flags, lists) == ([False, True], ["P_IDX", "F_IDX"])
+
+
+def test_launch_configurations():
+    """Tuning (on a GPU) is among the launch tile's configurations, since the block lists fix
+    the tile; the interpreter takes the first; a tile not listed gets one default config."""
+    module = load_module(ac.compile(ac.variants.causal(), backend="triton").source, "attncomp_test_configs")
+    tiles = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in module["CONFIGS"]}
+    assert (64, 64) in tiles and len(module["CONFIGS"]) > len(tiles)
+    tuned = module["tuned"](64, 64, True).configs
+    assert len(tuned) > 1 and all((c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (64, 64) for c in tuned)
+    assert module["tuned"](64, 64, False).configs == tuned[:1]
+    (odd,) = module["tuned"](16, 32, True).configs
+    assert odd.kwargs == {"BLOCK_M": 16, "BLOCK_N": 32}
+
+
+STANDALONE = """
+import sys, json, torch
+sys.modules["attncomp"] = None  # importing attncomp would fail
+sys.path.insert(0, sys.argv[1])
+import kernel
+case = torch.load(sys.argv[1] + "/case.pt")
+out, _, stats = kernel.attention(*case["args"], case["blocks"], layout_shape=case["shape"], block_m=16, block_n=32,
+                                 count=True)
+print(json.dumps({"equal": bool(torch.equal(out, case["out"])), "stats": bool(torch.equal(stats, case["stats"]))}))
+"""
+
+
+def test_source_runs_without_attncomp(tmp_path):
+    """kernel.source is a standalone module: a fresh process without attncomp runs it on the
+    same inputs and block lists and gets the same output and tile counts."""
+    variant = REGISTRY["document"]
+    program = variant.build()
+    ex = variant.example(100, batch=2, heads=2, head_dim=16)
+    tensors, inputs = variant.example_tensors(ex), example_inputs(program, ex)
+    kernel = ac.compile(program, backend="triton", block=(16, 32), count=True)
+    out = kernel(**inputs, **tensors)
+    bound = bind(kernel.program, (), {**inputs, **tensors})
+    layout, blocks = kernel.blocks(bound, out.device)
+    (tmp_path / "kernel.py").write_text(kernel.source)
+    torch.save({"args": [inputs[n] for n in kernel.plan.inputs] + [tensors[t] for t in kernel.program.tensors],
+                "blocks": blocks, "shape": layout.shape, "out": out, "stats": kernel.last_stats}, tmp_path / "case.pt")
+    env = dict(os.environ, PYTHONPATH="", TRITON_INTERPRET="1")
+    res = subprocess.run([sys.executable, "-c", STANDALONE, str(tmp_path)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"equal": True, "stats": True}
 
 
 def test_unlowerable_cascade_names_the_equation():

@@ -1,20 +1,60 @@
 """Generating the Triton module (kernel + launch wrapper) from a Plan.
 
-One flash-attention skeleton (names from Triton's fused-attention tutorial: ``offs_m``,
-``offs_n``, ``m_i``, ``l_i``, ``acc``; exponentials in base 2 with the log2(e) scale):
-a program owns one query tile of one (batch, head); it walks its row's partial key blocks
-with the mask applied, then its full key blocks without it. Block lists are the
-BlockLayout's compressed rows, so empty blocks are never visited.
+The module is ``template.py`` with its holes filled (that file lists them): one
+flash-attention skeleton with names from Triton's fused-attention tutorial (``offs_m``,
+``offs_n``, ``m_i``, ``l_i``, ``acc``; exponentials in base 2 with the log2(e) scale). A
+program owns one query tile of one (batch, head); one loop function walks its row's partial
+key blocks with the mask applied, then its full key blocks without it (``IS_FULL``). Block
+lists are the BlockLayout's compressed rows, so empty blocks are never visited. This module
+writes only the variant's pieces: the mask, the score expressions and state updates of
+each term, the epilogue, and the names and parameters they read.
 """
 
 from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
 
 from ...ir import expr as E
 from ...ir.program import Program
 from .plan import QK, Plan, X
 from .syntax import HELPERS, TritonPrinter
 
-RESERVED = {"Out", "Lse", "Stats", "H", "GROUPS", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "tl", "triton", "torch"}
+RESERVED = {"Out", "Lse", "Stats", "H", "GROUPS", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "IDX", "CONFIGS", "tuned",
+            "tl", "triton", "torch", "functools"}
+HOLE = re.compile(r"^( *)# <<(\w+)>>")
+INDEX_NAMES = ("q_idx", "off_b", "off_h", "sm_scale", "qk_scale")  # kernel values the loop's expressions may read
+
+
+@functools.cache
+def template() -> str:
+    """The skeleton, from its ``# <<docstring>>`` hole on (what precedes it documents the file)."""
+    text = Path(__file__).with_name("template.py").read_text()
+    return text[text.index("# <<docstring>>"):]
+
+
+def fill(skeleton: str, holes: dict[str, list[str]]) -> str:
+    """``skeleton`` with every hole line ``# <<name>>`` replaced by the lines ``holes[name]``
+    at the marker's indentation (none: the line goes).
+
+    >>> print(fill("def f():\\n    # <<body>> what f returns\\n", {"body": ["x = 1", "return x"]}), end="")
+    def f():
+        x = 1
+        return x
+    """
+    out, seen = [], set()
+    for line in skeleton.splitlines():
+        match = HOLE.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        indent, name = match.groups()
+        seen.add(name)
+        out += [indent + piece if piece else "" for text in holes[name] for piece in text.split("\n")]
+    if seen != set(holes):
+        raise ValueError(f"holes filled but not in the skeleton: {sorted(set(holes) - seen)}")
+    return "\n".join(out) + "\n"
 
 
 class _Gen:
@@ -29,13 +69,19 @@ class _Gen:
             self.names[f"gate{j}"] = f"gate{j}"
         self.printer = TritonPrinter(self.names)
         self.tensors = list(program.tensors.values())
-        self.letters_read: set[str] = set()
+        self.reads: set[str] = set()          # INDEX_NAMES the printed code reads, since the last scope()
+        self.tensors_read: dict[str, set[int]] = {}  # runtime tensors it loads from -> dims it bounds-checks
 
     def n(self, base: str, i: int) -> str:
         return base if self.single else f"{base}{i}"
 
     def expr(self, e: E.Expr, **extra: str) -> str:
-        self.letters_read |= E.letters_of(e)  # the prologue defines q_idx only if "m" is read
+        self.reads |= {self.names[x] for x in E.letters_of(e) & {"m", "b", "h"}}
+        self.reads |= {"sm_scale"} if "scale" in E.params_of(e) else set()
+        for node in E.walk(e):
+            if node.op == "load":  # the printer bounds-checks the dims indexed by q_idx or kv_idx
+                self.tensors_read.setdefault(node.arg.name, set()).update(
+                    i for i, s in enumerate(node.src) if E.letters_of(s) & {"m", "n"})
         saved = dict(self.printer.names)
         self.printer.names.update(extra)
         try:
@@ -43,37 +89,45 @@ class _Gen:
         finally:
             self.printer.names = saved
 
+    def scope(self) -> tuple[set[str], dict[str, set[int]]]:
+        """What the code printed since the last call reads (index names, tensors); starts anew."""
+        reads, self.reads, tensors, self.tensors_read = self.reads, set(), self.tensors_read, {}
+        return reads, tensors
+
     def letters(self, name: str) -> tuple[str, ...]:
         return self.program.input(name).letters
 
-    # --- signature ---------------------------------------------------------------------------
-    def params(self) -> list[list[str]]:
-        """Kernel parameters, one related group per line."""
-        groups = [list(self.plan.inputs) + ["Out", "Lse", "Stats"]]
-        for name in self.plan.inputs:
-            groups.append([f"stride_{name}_{x}" for x in self.letters(name)])
-        groups.append([f"stride_Out_{x}" for x in "bhme"])
-        groups.append(["P_OFF", "P_IDX", "F_OFF", "F_IDX"])
-        for t in self.tensors:
-            groups.append([f"{t.name}_ptr"] + [f"{t.name}_s{i}" for i in range(len(t.dims))] +
-                          [f"{t.name}_n{i}" for i in range(len(t.dims))])
-        groups.append(["q_len", "kv_len", "H", "GROUPS", "LAYOUT_B", "LAYOUT_H", "NUM_Q_BLOCKS", "sm_scale"])
-        constexpr = lambda names: [f"{c}: tl.constexpr" for c in names]
-        groups.append(constexpr(("HEAD_DIM", "HEAD_DIM_V", "GATE_DIM", "BLOCK_M", "BLOCK_N")))
-        groups.append(constexpr(("BLOCK_D", "BLOCK_DV", "BLOCK_C", "STORE_LSE", "COUNT", "DOT_PRECISION")))
-        return groups
+    def pointer(self, name: str) -> str:
+        """An input's pointer with its strides, as parameters."""
+        return ", ".join([name] + [f"stride_{name}_{x}" for x in self.letters(name)]) + ","
 
-    # --- pieces ------------------------------------------------------------------------------
-    def load_q(self, i: int) -> list[str]:
-        t = self.plan.terms[i]
-        name, q = t.scores.q, self.n("q", i)
-        lines = [f"{q} = tl.load({name} + b64 * stride_{name}_b + h64 * stride_{name}_h"
-                 f" + m64[:, None] * stride_{name}_m + offs_d[None, :] * stride_{name}_d,",
-                 "            mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)"]
-        if t.scores.phi_q is not None or t.kind == "linear":
-            phi = self.expr(t.scores.phi_q or X, x=f"{q}.to(tl.float32)")
-            lines.append(f"{q} = tl.where(offs_d[None, :] < HEAD_DIM, {phi}, 0.0)  # feature map phi(q)")
+    def tensor_params(self, tensors: dict[str, set[int]] | None = None) -> list[str]:
+        """Runtime tensors as parameters: pointer, strides and sizes (all of them, or those in
+        ``tensors`` with the sizes of the dims it bounds-checks)."""
+        dims = {t.name: range(len(t.dims)) for t in self.tensors} if tensors is None else tensors
+        return [", ".join([f"{t.name}_ptr"] + [f"{t.name}_s{i}" for i in range(len(t.dims))] +
+                          [f"{t.name}_n{i}" for i in sorted(dims[t.name])]) + ","
+                for t in self.tensors if t.name in dims]
+
+    @staticmethod
+    def plain_scale(t) -> bool:
+        """Softmax logits that are just q.k * scale: one multiply by a folded scale * log2(e)."""
+        return t.kind == "softmax" and t.logits == E.binary("mul", QK, E.param("scale", None))
+
+    # --- the loop function -----------------------------------------------------------------
+    def state(self) -> list[str]:
+        """What each term carries through the key loop, one line per term."""
+        lines = []
+        for i, t in enumerate(self.plan.terms):
+            names = ["acc"] + ["l_i", "m_i"] * (t.kind == "softmax") + ["state"] * (t.kind == "linear") + \
+                ["z"] * (t.kind == "linear" and t.rowsum) + ["rowsum"] * t.rowsum
+            lines.append(", ".join(self.n(x, i) for x in names) + ",")
         return lines
+
+    def mask(self) -> list[str]:
+        if self.plan.mask is None:  # no mask, no partial tiles
+            return []
+        return [f"keep = col_ok & ({self.expr(self.plan.mask)})"]
 
     def load_k(self, i: int) -> list[str]:
         t = self.plan.terms[i]
@@ -86,69 +140,79 @@ class _Gen:
             lines.append(f"{k} = tl.where(col_ok & (offs_d[:, None] < HEAD_DIM), {phi}, 0.0)  # phi(k)")
         return lines
 
+    def scores(self) -> list[str]:
+        """The V tile, then per term: its K tile, scores, weights and state update."""
+        v = self.plan.v
+        lines = [f"v = tl.load({v} + b64 * stride_{v}_b + hk64 * stride_{v}_h"
+                 f" + n64[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
+                 "            mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)"]
+        for i, t in enumerate(self.plan.terms):
+            lines += self.load_k(i)
+            q, k, acc, qk = self.n("q", i), self.n("k", i), self.n("acc", i), self.n("qk", i)
+            update = [f"{qk} = tl.dot({q}, {k}, input_precision=DOT_PRECISION)"]
+            if t.kind == "softmax":
+                m_i, l_i = self.n("m_i", i), self.n("l_i", i)
+                scaled = f"{qk} * qk_scale" if self.plain_scale(t) else f"({self.expr(t.logits, qk=qk)}) * LOG2E"
+                update += [f"s = tl.where(keep, {scaled}, float(\"-inf\"))  # base-2 logits",
+                           f"m_new = tl.maximum({m_i}, tl.max(s, 1))",
+                           "m_safe = tl.where(m_new == float(\"-inf\"), 0.0, m_new)  # rows with nothing yet",
+                           "p = tl.exp2(s - m_safe[:, None])",
+                           f"alpha = tl.exp2({m_i} - m_safe)",
+                           f"{l_i} = {l_i} * alpha + tl.sum(p, 1)",
+                           f"{acc} = {acc} * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)",
+                           f"{m_i} = m_new"]
+            else:
+                update += [f"w = tl.where(keep, {self.expr(t.logits, qk=qk)}, 0.0)  # weights, no normalizer",
+                           f"{acc} += tl.dot(w.to(tl.float32), v.to(tl.float32), input_precision=DOT_PRECISION)"]
+                if t.rowsum:
+                    update.append(f"{self.n('rowsum', i)} += tl.sum(w, 1)")
+            if t.kind != "linear":
+                lines += update
+                continue
+            lines.append("if IS_FULL:  # linear attention, chunked: a full tile folds into the carried phi(K)^T V")
+            lines.append(f"    {self.n('state', i)} += tl.dot({k}, v.to(tl.float32), input_precision=DOT_PRECISION)")
+            if t.rowsum:
+                lines.append(f"    {self.n('z', i)} += tl.sum({k}, 1)")
+            lines += ["else:  # a partial tile: the masked quadratic form"] + ["    " + line for line in update]
+        return lines
+
+    def reads_hole(self, reads: set[str], tensors: dict[str, set[int]]) -> list[str]:
+        """The loop function's variant-specific parameters (and its calls' arguments)."""
+        keys = list(dict.fromkeys(t.scores.k for t in self.plan.terms)) + [self.plan.v]
+        lines = [", ".join(self.n("q", i) for i in range(len(self.plan.terms))) + ","]
+        lines += [self.pointer(name) for name in keys] + self.tensor_params(tensors)
+        index = [x for x in INDEX_NAMES if x in reads]
+        return lines + ([", ".join(index) + ","] if index else [])
+
+    # --- the kernel --------------------------------------------------------------------------
+    def params(self) -> list[str]:
+        return [self.pointer(name) for name in self.plan.inputs] + self.tensor_params()
+
+    def load_q(self, i: int) -> list[str]:
+        t = self.plan.terms[i]
+        name, q = t.scores.q, self.n("q", i)
+        lines = [f"{q} = tl.load({name} + b64 * stride_{name}_b + h64 * stride_{name}_h"
+                 f" + m64[:, None] * stride_{name}_m + offs_d[None, :] * stride_{name}_d,",
+                 "            mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)"]
+        if t.scores.phi_q is not None or t.kind == "linear":
+            phi = self.expr(t.scores.phi_q or X, x=f"{q}.to(tl.float32)")
+            lines.append(f"{q} = tl.where(offs_d[None, :] < HEAD_DIM, {phi}, 0.0)  # feature map phi(q)")
+        return lines
+
     def init(self) -> list[str]:
         lines = []
         for i, t in enumerate(self.plan.terms):
             lines += self.load_q(i)
-            if t.kind == "softmax":
-                lines += [f"{self.n('m_i', i)} = tl.full([BLOCK_M], float(\"-inf\"), tl.float32)",
-                          f"{self.n('l_i', i)} = tl.zeros([BLOCK_M], tl.float32)"]
             lines.append(f"{self.n('acc', i)} = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)")
-            if t.rowsum:
-                lines.append(f"{self.n('rowsum', i)} = tl.zeros([BLOCK_M], tl.float32)")
+            if t.kind == "softmax":
+                lines += [f"{self.n('l_i', i)} = tl.zeros([BLOCK_M], tl.float32)",
+                          f"{self.n('m_i', i)} = tl.full([BLOCK_M], float(\"-inf\"), tl.float32)"]
             if t.kind == "linear":
                 lines.append(f"{self.n('state', i)} = tl.zeros([BLOCK_D, BLOCK_DV], tl.float32)  # sum phi(k)^T v")
                 if t.rowsum:
                     lines.append(f"{self.n('z', i)} = tl.zeros([BLOCK_D], tl.float32)  # sum phi(k)")
-        return lines
-
-    @staticmethod
-    def plain_scale(t) -> bool:
-        """Softmax logits that are just q.k * scale: one multiply by a folded scale * log2(e)."""
-        return t.kind == "softmax" and t.logits == E.binary("mul", QK, E.param("scale", None))
-
-    def body(self, masked: bool) -> list[str]:
-        lists = "P" if masked else "F"
-        lines = [f"start_n = tl.load({lists}_IDX + idx) * BLOCK_N",
-                 "kv_idx = (start_n + offs_n)[None, :]",
-                 "n64 = (start_n + offs_n).to(tl.int64)",
-                 "col_ok = kv_idx < kv_len"]
-        if masked and self.plan.mask is not None:
-            lines.append(f"keep = col_ok & ({self.expr(self.plan.mask)})  # the mask: partial tiles only")
-            lines.append("if COUNT:\n    n_mask += 1")
-        else:
-            lines.append("keep = col_ok")
-        v = self.plan.v
-        lines += [f"v = tl.load({v} + b64 * stride_{v}_b + hk64 * stride_{v}_h"
-                  f" + n64[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
-                  "            mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)"]
-        for i, t in enumerate(self.plan.terms):
-            lines += self.load_k(i)
-            q, k, acc = self.n("q", i), self.n("k", i), self.n("acc", i)
-            if t.kind == "linear" and not masked:  # full tile: fold into the carried state
-                lines.append(f"{self.n('state', i)} += tl.dot({k}, v.to(tl.float32), input_precision=DOT_PRECISION)")
-                if t.rowsum:
-                    lines.append(f"{self.n('z', i)} += tl.sum({k}, 1)")
-                continue
-            lines.append(f"{self.n('qk', i)} = tl.dot({q}, {k}, input_precision=DOT_PRECISION)")
-            logits = self.expr(t.logits, qk=self.n("qk", i))
-            if t.kind == "softmax":
-                m_i, l_i = self.n("m_i", i), self.n("l_i", i)
-                scaled = f"{self.n('qk', i)} * qk_scale" if self.plain_scale(t) else f"({logits}) * LOG2E"
-                lines += [f"s = tl.where(keep, {scaled}, float(\"-inf\"))  # base-2 logits",
-                          f"m_new = tl.maximum({m_i}, tl.max(s, 1))",
-                          "m_safe = tl.where(m_new == float(\"-inf\"), 0.0, m_new)  # rows with nothing yet",
-                          "p = tl.exp2(s - m_safe[:, None])",
-                          f"alpha = tl.exp2({m_i} - m_safe)",
-                          f"{l_i} = {l_i} * alpha + tl.sum(p, 1)",
-                          f"{acc} = {acc} * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)",
-                          f"{m_i} = m_new"]
-            else:
-                lines += [f"w = tl.where(keep, {logits}, 0.0)  # weights, no normalizer",
-                          f"{acc} += tl.dot(w.to(tl.float32), v.to(tl.float32), input_precision=DOT_PRECISION)"]
-                if t.rowsum:
-                    lines.append(f"{self.n('rowsum', i)} += tl.sum(w, 1)")
-        lines.append(f"if COUNT:\n    n_{'partial' if masked else 'full'} += 1")
+            if t.rowsum:
+                lines.append(f"{self.n('rowsum', i)} = tl.zeros([BLOCK_M], tl.float32)")
         return lines
 
     def epilogue(self) -> list[str]:
@@ -170,70 +234,58 @@ class _Gen:
                       f" + offs_e[None, :] * stride_{w}_e,",
                       "             mask=(offs_c[:, None] < GATE_DIM) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)",
                       f"gate{j} = tl.dot(x.to(tl.float32), wg.to(tl.float32), input_precision=DOT_PRECISION)"]
-        lines.append(f"out = {self.expr(self.plan.output)}")
-        lines += ["tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m"
-                  " + offs_e[None, :] * stride_Out_e,",
-                  "         out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))"]
         if self.single and self.plan.terms[0].kind == "softmax":
             lines += ["if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows",
                       "    tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)"]
-        lines += ["if COUNT:  # tiles touched and mask evaluations, per program",
-                  "    pid = off_bh * NUM_Q_BLOCKS + start_m",
-                  "    tl.store(Stats + pid * 3 + 0, n_partial)",
-                  "    tl.store(Stats + pid * 3 + 1, n_full)",
-                  "    tl.store(Stats + pid * 3 + 2, n_mask)"]
+        lines.append(f"out = {self.expr(self.plan.output)}")
         return lines
 
-    def kernel(self) -> list[str]:
-        ind = lambda lines, k: [(" " * k + line).replace("\n", "\n" + " " * k) for line in lines]
-        # the pieces first: the prologue defines only what they read
-        init, partial, full, epilogue = self.init(), self.body(True), self.body(False), self.epilogue()
-        out = ["@triton.jit", "def attncomp_fwd("]
-        out += ["    " + ", ".join(group) + "," for group in self.params()]
-        out += ["):",
-                "    start_m = tl.program_id(0)  # this program's query tile",
-                "    off_bh = tl.program_id(1)",
-                "    off_b = off_bh // H",
-                "    off_h = off_bh % H",
-                "    off_hk = off_h // GROUPS  # grouped-query attention: the K/V head",
-                "    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)",
-                "    # element offsets in 64 bits: b * stride_b + m * stride_m passes 2**31 at 1M tokens",
-                "    b64, h64, hk64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), off_hk.to(tl.int64), offs_m.to(tl.int64)",
-                "    offs_n = tl.arange(0, BLOCK_N)",
-                "    offs_d = tl.arange(0, BLOCK_D)",
-                "    offs_e = tl.arange(0, BLOCK_DV)",
-                *(["    offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
-                *(["    q_idx = offs_m[:, None]"] if "m" in self.letters_read else []),
-                "    row_ok = offs_m < q_len",
-                *(["    qk_scale = sm_scale * LOG2E"] if any(map(self.plain_scale, self.plan.terms)) else []),
-                "    n_partial = 0",
-                "    n_full = 0",
-                "    n_mask = 0"]
-        out += ind(init, 4)
-        out += ["    # this row's key blocks, from the analysis (compressed rows; empty blocks are absent)",
-                "    row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m",
-                "    # partial blocks: mask and score mod",
-                "    for idx in range(tl.load(P_OFF + row), tl.load(P_OFF + row + 1)):"]
-        out += ind(partial, 8)
-        out += ["    # full blocks: score mod only",
-                "    for idx in range(tl.load(F_OFF + row), tl.load(F_OFF + row + 1)):"]
-        out += ind(full, 8)
-        out += ind(epilogue, 4)
-        return out
+    def prologue(self, reads: set[str]) -> list[str]:
+        return [*(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
+                *(["q_idx = offs_m[:, None]"] if "q_idx" in reads else []),
+                *(["qk_scale = sm_scale * LOG2E"] if "qk_scale" in reads else [])]
 
+    # --- the launch --------------------------------------------------------------------------
+    def launch(self) -> dict[str, list[str]]:
+        inputs, plan = self.plan.inputs, self.plan
+        lines = [f"out_dtype = {inputs[0]}.dtype",
+                 "if out_dtype == torch.bfloat16 and interpreted:",
+                 "    # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32",
+                 f"    {', '.join(inputs)} = {', '.join(f'{n}.float()' for n in inputs)}",
+                 f"q, k, v = {plan.terms[0].scores.q}, {plan.terms[0].scores.k}, {plan.v}"]
+        lines += [f"{t.name}_ = {t.name}.to(torch.uint8) if {t.name}.dtype == torch.bool else {t.name}"
+                  for t in self.tensors]
+        lines.append(f"gate_dim = {plan.gates[0][0]}.shape[2]" if plan.gates else
+                     "gate_dim = 16  # no gates: GATE_DIM and BLOCK_C are unused")
+        args = [" ".join(f"{n}, *{n}.stride()," for n in inputs)]
+        args += [f"{t.name}_, *{t.name}_.stride(), *{t.name}_.shape," for t in self.tensors]
+        return {"launch_params": [", ".join(inputs + [t.name for t in self.tensors]) + ","],
+                "launch_inputs": lines, "launch_args": args}
+
+    def holes(self) -> dict[str, list[str]]:
+        # the loop's pieces first, then the kernel's: each function gets only the names its code reads
+        mask, scores = self.mask(), self.scores()
+        loop_reads, loop_tensors = self.scope()
+        if any(map(self.plain_scale, self.plan.terms)):
+            loop_reads.add("qk_scale")
+        init, epilogue = self.init(), self.epilogue()
+        kernel_reads, _ = self.scope()
+        return {"state": self.state(), "reads": self.reads_hole(loop_reads, loop_tensors), "mask": mask,
+                "scores": scores, "params": self.params(), "prologue": self.prologue(loop_reads | kernel_reads),
+                "init": init, "epilogue": epilogue, **self.launch()}
 
 def generate_source(program: Program, plan: Plan) -> str:
-    """The standalone module: header, constants, helpers, kernel and launch wrapper."""
+    """The standalone module: template.py with the variant's docstring, constants, helpers,
+    kernel pieces and launch arguments in its holes."""
     clash = (set(plan.inputs) | set(program.tensors)) & RESERVED
     if clash:
         from ...errors import UnsupportedError
         raise UnsupportedError(f"{program.name}: tensor names {sorted(clash)} clash with the kernel's own names")
     gen = _Gen(program, plan)
-    kernel = gen.kernel()
+    holes = gen.holes()
     params = {k: v for k, v in program.params.items() if k != "scale" and v is not None}
-    scale = program.params.get("scale")
     kinds = ", ".join(t.kind for t in plan.terms)
-    header = [
+    docstring = [
         f'"""Triton attention kernel for the variant `{program.name}`, generated by attncomp.',
         "",
         "The Program it implements:",
@@ -243,67 +295,15 @@ def generate_source(program: Program, plan: Plan) -> str:
         f"Key loop terms: {kinds}. Notation: m = q_idx (query index), n = kv_idx (key index), b = batch,",
         "h = head; `//` and `%` mean Python's floor division and modulo; a program handles one",
         "BLOCK_M query tile of one (batch, head) and visits only the key blocks the analysis listed:",
-        "partial ones (mask applied) and full ones (no mask). Exponentials are base 2: scores are",
-        "multiplied by log2(e) so that exp(x) = exp2(x * log2(e)), as in FlashAttention.",
+        "partial ones (mask applied) and full ones (no mask), by one loop function called for each",
+        "list (IS_FULL). Exponentials are base 2: scores are multiplied by log2(e) so that",
+        "exp(x) = exp2(x * log2(e)), as in FlashAttention.",
         "",
         "Needs torch and triton only. On a machine without a GPU, set TRITON_INTERPRET=1 before",
         "importing this module to run it with Triton's interpreter.",
         '"""',
-        "import math",
-        "import os",
-        "",
-        "import torch",
-        "import triton",
-        "import triton.language as tl",
-        "",
-        "LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) == exp2(x * LOG2E)",
-        f"SCALE = {scale!r}  # None: 1 / sqrt(head_dim)",
     ]
-    header += [f"{k.upper()} = tl.constexpr({v!r})" for k, v in params.items()]
-    helpers = [HELPERS[h].strip() for h in sorted(gen.printer.helpers)]
-    blocks = ["\n".join(header)] + helpers + ["\n".join(kernel), "\n".join(_wrapper(program, plan))]
-    return "\n\n\n".join(blocks) + "\n"
-
-
-def _wrapper(program: Program, plan: Plan) -> list[str]:
-    inputs = plan.inputs
-    tensors = list(program.tensors.values())
-    args = ", ".join(inputs + [t.name for t in tensors])
-    lines = [
-        f"def attention({args}, blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False):",
-        '    """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices):',
-        "    the analysis's compressed rows as int32 tensors on the inputs' device, for groups of shape",
-        "    `layout_shape` (batch, heads; 1 where the mask does not depend on it). Returns (out, lse, stats).",
-        '    """',
-        f"    out_dtype = {inputs[0]}.dtype",
-        "    if out_dtype == torch.bfloat16 and os.environ.get(\"TRITON_INTERPRET\") == \"1\":",
-        "        # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32",
-        f"        {', '.join(inputs)} = ({', '.join(f'{n}.float()' for n in inputs)},)",
-        f"    q, k, v = {plan.terms[0].scores.q}, {plan.terms[0].scores.k}, {plan.v}",
-        "    B, H, M, D = q.shape",
-        "    N, DV = k.shape[2], v.shape[3]",
-        "    out = torch.empty((B, H, M, DV), dtype=q.dtype, device=q.device)",
-        "    lse = torch.empty((B, H, M), dtype=torch.float32, device=q.device) if store_lse else out",
-        "    grid = (triton.cdiv(M, block_m), B * H)",
-        "    stats = torch.zeros(grid[0] * grid[1] * 3, dtype=torch.int32, device=q.device) if count else out",
-        "    pow2 = lambda x: max(16, triton.next_power_of_2(x))",
-    ]
-    gate_dim = f"{plan.gates[0][0]}.shape[2]" if plan.gates else "16"
-    strides = " + ".join(f"tuple({n}.stride())" for n in inputs) + " + tuple(out.stride())"
-    lines.append(f"    strides = {strides}")
-    rt = []
-    for t in tensors:
-        lines.append(f"    {t.name}_ = {t.name}.to(torch.uint8) if {t.name}.dtype == torch.bool else {t.name}")
-        rt.append(f"{t.name}_, *{t.name}_.stride(), *{t.name}_.shape")
-    rt_args = "".join(f", {r}" for r in rt)
-    lines += [
-        "    scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)",
-        f"    attncomp_fwd[grid]({', '.join(inputs)}, out, lse, stats, *strides, *blocks{rt_args},",
-        "                       M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,",
-        f"                       HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM={gate_dim}, BLOCK_M=block_m, BLOCK_N=block_n,",
-        f"                       BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2({gate_dim}), STORE_LSE=store_lse,",
-        "                       COUNT=count, DOT_PRECISION=\"ieee\" if q.dtype == torch.float32 else \"tf32\")",
-        "    out = out.to(out_dtype)",
-        "    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 3) if count else None)",
-    ]
-    return lines
+    constants = [f"SCALE = {program.params.get('scale')!r}  # None: 1 / sqrt(head_dim)"]
+    constants += [f"{k.upper()} = tl.constexpr({v!r})" for k, v in params.items()]
+    helpers = [line for h in sorted(gen.printer.helpers) for line in (HELPERS[h].strip(), "", "")]
+    return fill(template(), {"docstring": docstring, "constants": constants, "helpers": helpers, **holes})

@@ -12,12 +12,14 @@ The Program it implements:
 Key loop terms: weighted. Notation: m = q_idx (query index), n = kv_idx (key index), b = batch,
 h = head; `//` and `%` mean Python's floor division and modulo; a program handles one
 BLOCK_M query tile of one (batch, head) and visits only the key blocks the analysis listed:
-partial ones (mask applied) and full ones (no mask). Exponentials are base 2: scores are
-multiplied by log2(e) so that exp(x) = exp2(x * log2(e)), as in FlashAttention.
+partial ones (mask applied) and full ones (no mask), by one loop function called for each
+list (IS_FULL). Exponentials are base 2: scores are multiplied by log2(e) so that
+exp(x) = exp2(x * log2(e)), as in FlashAttention.
 
 Needs torch and triton only. On a machine without a GPU, set TRITON_INTERPRET=1 before
 importing this module to run it with Triton's interpreter.
 """
+import functools
 import math
 import os
 
@@ -29,18 +31,66 @@ LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) == exp2(x * LOG2E)
 SCALE = None  # None: 1 / sqrt(head_dim)
 BIAS = tl.constexpr(-4.0)
 
+# Launch configurations, for triton.autotune on a GPU (the knobs tutorial 06 tunes). The
+# block lists were built for one BLOCK_M x BLOCK_N tile, so a launch tunes among the
+# configurations of its own tile only; a tile not listed runs with Triton's defaults.
+CONFIGS = [
+    triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
+    for block_m, block_n in ((64, 64), (128, 64), (128, 128), (64, 32))
+    for warps, stages in ((4, 3), (4, 2), (8, 3), (8, 2))
+]
+
+
+@triton.jit
+def _attn_fwd_inner(
+    acc,
+    n_tiles, n_mask,  # tiles visited and mask evaluations, counted when COUNT
+    q,
+    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
+    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+    q_idx, sm_scale,
+    IDX, lo, hi,  # the key blocks IDX[lo:hi] of this row
+    b64, hk64, offs_n, offs_d, offs_e, kv_len,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_N: tl.constexpr, COUNT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, IS_FULL: tl.constexpr,
+):
+    for idx in range(lo, hi):
+        start_n = tl.load(IDX + idx) * BLOCK_N
+        kv_idx = (start_n + offs_n)[None, :]
+        n64 = (start_n + offs_n).to(tl.int64)
+        col_ok = kv_idx < kv_len
+        keep = col_ok  # the pairs that exist: key lanes past kv_len do not
+        if not IS_FULL:  # a partial tile: the mask removes some pairs
+            keep = col_ok & (q_idx >= kv_idx)
+            if COUNT:
+                n_mask += 1
+        v = tl.load(V + b64 * stride_V_b + hk64 * stride_V_h + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
+                    mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
+        k = tl.load(K + b64 * stride_K_b + hk64 * stride_K_h + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
+                    mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
+        qk = tl.dot(q, k, input_precision=DOT_PRECISION)
+        w = tl.where(keep, tl.sigmoid(qk * sm_scale + BIAS), 0.0)  # weights, no normalizer
+        acc += tl.dot(w.to(tl.float32), v.to(tl.float32), input_precision=DOT_PRECISION)
+        if COUNT:
+            n_tiles += 1
+    return (
+        acc,
+        n_tiles, n_mask,
+    )
+
 
 @triton.jit
 def attncomp_fwd(
-    Q, K, V, Out, Lse, Stats,
-    stride_Q_b, stride_Q_h, stride_Q_m, stride_Q_d,
-    stride_K_b, stride_K_h, stride_K_n, stride_K_d,
-    stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+    Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
-    P_OFF, P_IDX, F_OFF, F_IDX,
+    P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
     q_len, kv_len, H, GROUPS, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
-    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr, STORE_LSE: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    Q, stride_Q_b, stride_Q_h, stride_Q_m, stride_Q_d,
+    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
+    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
+    STORE_LSE: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     start_m = tl.program_id(0)  # this program's query tile
     off_bh = tl.program_id(1)
@@ -53,50 +103,46 @@ def attncomp_fwd(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_e = tl.arange(0, BLOCK_DV)
-    q_idx = offs_m[:, None]
     row_ok = offs_m < q_len
-    n_partial = 0
-    n_full = 0
-    n_mask = 0
+    q_idx = offs_m[:, None]
     q = tl.load(Q + b64 * stride_Q_b + h64 * stride_Q_h + m64[:, None] * stride_Q_m + offs_d[None, :] * stride_Q_d,
                 mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+    n_partial = 0
+    n_full = 0
+    n_mask = 0
     # this row's key blocks, from the analysis (compressed rows; empty blocks are absent)
     row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m
     # partial blocks: mask and score mod
-    for idx in range(tl.load(P_OFF + row), tl.load(P_OFF + row + 1)):
-        start_n = tl.load(P_IDX + idx) * BLOCK_N
-        kv_idx = (start_n + offs_n)[None, :]
-        n64 = (start_n + offs_n).to(tl.int64)
-        col_ok = kv_idx < kv_len
-        keep = col_ok & (q_idx >= kv_idx)  # the mask: partial tiles only
-        if COUNT:
-            n_mask += 1
-        v = tl.load(V + b64 * stride_V_b + hk64 * stride_V_h + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
-                    mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
-        k = tl.load(K + b64 * stride_K_b + hk64 * stride_K_h + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
-                    mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
-        qk = tl.dot(q, k, input_precision=DOT_PRECISION)
-        w = tl.where(keep, tl.sigmoid(qk * sm_scale + BIAS), 0.0)  # weights, no normalizer
-        acc += tl.dot(w.to(tl.float32), v.to(tl.float32), input_precision=DOT_PRECISION)
-        if COUNT:
-            n_partial += 1
+    (
+        acc,
+        n_partial, n_mask,
+    ) = _attn_fwd_inner(
+        acc,
+        n_partial, n_mask,
+        q,
+        K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
+        V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+        q_idx, sm_scale,
+        P_IDX, tl.load(P_OFF + row), tl.load(P_OFF + row + 1),
+        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=False,
+    )
     # full blocks: score mod only
-    for idx in range(tl.load(F_OFF + row), tl.load(F_OFF + row + 1)):
-        start_n = tl.load(F_IDX + idx) * BLOCK_N
-        kv_idx = (start_n + offs_n)[None, :]
-        n64 = (start_n + offs_n).to(tl.int64)
-        col_ok = kv_idx < kv_len
-        keep = col_ok
-        v = tl.load(V + b64 * stride_V_b + hk64 * stride_V_h + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
-                    mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
-        k = tl.load(K + b64 * stride_K_b + hk64 * stride_K_h + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
-                    mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
-        qk = tl.dot(q, k, input_precision=DOT_PRECISION)
-        w = tl.where(keep, tl.sigmoid(qk * sm_scale + BIAS), 0.0)  # weights, no normalizer
-        acc += tl.dot(w.to(tl.float32), v.to(tl.float32), input_precision=DOT_PRECISION)
-        if COUNT:
-            n_full += 1
+    (
+        acc,
+        n_full, n_mask,
+    ) = _attn_fwd_inner(
+        acc,
+        n_full, n_mask,
+        q,
+        K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
+        V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+        q_idx, sm_scale,
+        F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
+        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
+    )
     out = acc
     tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m + offs_e[None, :] * stride_Out_e,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))
@@ -107,16 +153,31 @@ def attncomp_fwd(
         tl.store(Stats + pid * 3 + 2, n_mask)
 
 
-def attention(Q, K, V, blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False):
+@functools.lru_cache
+def tuned(block_m, block_n, tune):
+    """attncomp_fwd for one tile, autotuned over that tile's CONFIGS when ``tune`` (on a GPU;
+    the interpreter has no timer to tune with and takes the first)."""
+    configs = [c for c in CONFIGS if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (block_m, block_n)]
+    configs = configs or [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n})]
+    return triton.autotune(configs if tune else configs[:1], key=["q_len", "kv_len", "HEAD_DIM", "HEAD_DIM_V"])(attncomp_fwd)
+
+
+def attention(
+    Q, K, V,
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False,
+):
     """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices):
     the analysis's compressed rows as int32 tensors on the inputs' device, for groups of shape
-    `layout_shape` (batch, heads; 1 where the mask does not depend on it). Returns (out, lse, stats).
+    `layout_shape` (batch, heads; 1 where the mask does not depend on it) and the tile
+    (block_m, block_n) they were built for. Returns (out, lse, stats).
     """
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     out_dtype = Q.dtype
-    if out_dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1":
+    if out_dtype == torch.bfloat16 and interpreted:
         # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32
-        Q, K, V = (Q.float(), K.float(), V.float(),)
+        Q, K, V = Q.float(), K.float(), V.float()
     q, k, v = Q, K, V
+    gate_dim = 16  # no gates: GATE_DIM and BLOCK_C are unused
     B, H, M, D = q.shape
     N, DV = k.shape[2], v.shape[3]
     out = torch.empty((B, H, M, DV), dtype=q.dtype, device=q.device)
@@ -124,12 +185,13 @@ def attention(Q, K, V, blocks, layout_shape=(1, 1), block_m=64, block_n=64, stor
     grid = (triton.cdiv(M, block_m), B * H)
     stats = torch.zeros(grid[0] * grid[1] * 3, dtype=torch.int32, device=q.device) if count else out
     pow2 = lambda x: max(16, triton.next_power_of_2(x))
-    strides = tuple(Q.stride()) + tuple(K.stride()) + tuple(V.stride()) + tuple(out.stride())
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
-    attncomp_fwd[grid](Q, K, V, out, lse, stats, *strides, *blocks,
-                       M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,
-                       HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=16, BLOCK_M=block_m, BLOCK_N=block_n,
-                       BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(16), STORE_LSE=store_lse,
-                       COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+    tuned(block_m, block_n, not interpreted)[grid](
+        out, lse, stats, *out.stride(), *blocks,
+        M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,
+        Q, *Q.stride(), K, *K.stride(), V, *V.stride(),
+        HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
+        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )
     out = out.to(out_dtype)
     return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 3) if count else None)

@@ -1,0 +1,190 @@
+"""The skeleton of every generated Triton module: a flash-attention forward kernel and its launch.
+
+codegen.py reads this file as text and fills its holes; attncomp never imports it. A hole is
+a comment line ``# <<name>>`` (what follows the marker is a note for readers of this file):
+filling replaces the line with generated lines at the marker's indentation, or drops it
+where a variant has nothing to put there. A hole that appears more than once (``state``,
+``reads``) receives the same lines everywhere, so a signature and its calls agree.
+
+The kernel follows Triton's fused-attention tutorial (``_attn_fwd_inner``, ``offs_m``,
+``m_i``, ``l_i``, ``acc``) and FlexAttention's template (``IS_FULL_BLOCKS``): one program
+owns a query tile of one (batch, head) and calls the one loop function twice, on its row's
+partial key blocks (``IS_FULL=False``: the mask applies) and then on its full ones
+(``IS_FULL=True``: no mask). The block lists are the analysis's compressed rows, so empty
+blocks are never visited.
+
+Holes, module level:
+  docstring   the module's docstring: the variant and the Program it implements
+  constants   SCALE and the variant's parameters as ``tl.constexpr``
+  helpers     Python's floor ``//`` and ``%``, where the expressions need them
+Holes, loop function (one visit per listed key block):
+  state       the values each term carries through the key loop, as parameters and results
+  reads       what the loop body reads besides the fixed names: q tiles, K/V pointers and
+              strides, runtime tensors, the index names and scales its expressions use
+  mask        partial tiles only: ``keep`` narrowed by the mask expression
+  scores      the V tile; per term its K tile, score expression, weights and state update
+Holes, kernel:
+  params      the variant's inputs with their strides, runtime tensors with strides and sizes
+  prologue    index names the variant's expressions read (``q_idx``, ``qk_scale``, ...)
+  init        the q tiles (after a feature map phi(q)) and each term's initial state
+  epilogue    normalization, carried-state readout, gates, ``out = <output expression>``,
+              and the logsumexp of a single softmax
+Holes, launch:
+  launch_params   the variant's input and runtime tensor names
+  launch_inputs   the interpreter's bfloat16 cast, ``q, k, v`` and the runtime tensors as passed
+  launch_args     the variant's pointers, strides and sizes, in ``params`` order
+"""
+
+# <<docstring>>
+import functools
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) == exp2(x * LOG2E)
+# <<constants>>
+
+# Launch configurations, for triton.autotune on a GPU (the knobs tutorial 06 tunes). The
+# block lists were built for one BLOCK_M x BLOCK_N tile, so a launch tunes among the
+# configurations of its own tile only; a tile not listed runs with Triton's defaults.
+CONFIGS = [
+    triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
+    for block_m, block_n in ((64, 64), (128, 64), (128, 128), (64, 32))
+    for warps, stages in ((4, 3), (4, 2), (8, 3), (8, 2))
+]
+
+
+# <<helpers>>
+@triton.jit
+def _attn_fwd_inner(
+    # <<state>>
+    n_tiles, n_mask,  # tiles visited and mask evaluations, counted when COUNT
+    # <<reads>>
+    IDX, lo, hi,  # the key blocks IDX[lo:hi] of this row
+    b64, hk64, offs_n, offs_d, offs_e, kv_len,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_N: tl.constexpr, COUNT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, IS_FULL: tl.constexpr,
+):
+    for idx in range(lo, hi):
+        start_n = tl.load(IDX + idx) * BLOCK_N
+        kv_idx = (start_n + offs_n)[None, :]
+        n64 = (start_n + offs_n).to(tl.int64)
+        col_ok = kv_idx < kv_len
+        keep = col_ok  # the pairs that exist: key lanes past kv_len do not
+        if not IS_FULL:  # a partial tile: the mask removes some pairs
+            # <<mask>> keep = keep & (mask expression)
+            if COUNT:
+                n_mask += 1
+        # <<scores>>
+        if COUNT:
+            n_tiles += 1
+    return (
+        # <<state>>
+        n_tiles, n_mask,
+    )
+
+
+@triton.jit
+def attncomp_fwd(
+    Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
+    stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
+    P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
+    q_len, kv_len, H, GROUPS, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    # <<params>>
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
+    STORE_LSE: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    start_m = tl.program_id(0)  # this program's query tile
+    off_bh = tl.program_id(1)
+    off_b = off_bh // H
+    off_h = off_bh % H
+    off_hk = off_h // GROUPS  # grouped-query attention: the K/V head
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    # element offsets in 64 bits: b * stride_b + m * stride_m passes 2**31 at 1M tokens
+    b64, h64, hk64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), off_hk.to(tl.int64), offs_m.to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    row_ok = offs_m < q_len
+    # <<prologue>>
+    # <<init>>
+    n_partial = 0
+    n_full = 0
+    n_mask = 0
+    # this row's key blocks, from the analysis (compressed rows; empty blocks are absent)
+    row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m
+    # partial blocks: mask and score mod
+    (
+        # <<state>>
+        n_partial, n_mask,
+    ) = _attn_fwd_inner(
+        # <<state>>
+        n_partial, n_mask,
+        # <<reads>>
+        P_IDX, tl.load(P_OFF + row), tl.load(P_OFF + row + 1),
+        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=False,
+    )
+    # full blocks: score mod only
+    (
+        # <<state>>
+        n_full, n_mask,
+    ) = _attn_fwd_inner(
+        # <<state>>
+        n_full, n_mask,
+        # <<reads>>
+        F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
+        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
+    )
+    # <<epilogue>> ends with out = the output tile
+    tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m + offs_e[None, :] * stride_Out_e,
+             out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))
+    if COUNT:  # tiles touched and mask evaluations, per program
+        pid = off_bh * NUM_Q_BLOCKS + start_m
+        tl.store(Stats + pid * 3 + 0, n_partial)
+        tl.store(Stats + pid * 3 + 1, n_full)
+        tl.store(Stats + pid * 3 + 2, n_mask)
+
+
+@functools.lru_cache
+def tuned(block_m, block_n, tune):
+    """attncomp_fwd for one tile, autotuned over that tile's CONFIGS when ``tune`` (on a GPU;
+    the interpreter has no timer to tune with and takes the first)."""
+    configs = [c for c in CONFIGS if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (block_m, block_n)]
+    configs = configs or [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n})]
+    return triton.autotune(configs if tune else configs[:1], key=["q_len", "kv_len", "HEAD_DIM", "HEAD_DIM_V"])(attncomp_fwd)
+
+
+def attention(
+    # <<launch_params>>
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False,
+):
+    """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices):
+    the analysis's compressed rows as int32 tensors on the inputs' device, for groups of shape
+    `layout_shape` (batch, heads; 1 where the mask does not depend on it) and the tile
+    (block_m, block_n) they were built for. Returns (out, lse, stats).
+    """
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
+    # <<launch_inputs>> defines out_dtype, q, k, v and gate_dim
+    B, H, M, D = q.shape
+    N, DV = k.shape[2], v.shape[3]
+    out = torch.empty((B, H, M, DV), dtype=q.dtype, device=q.device)
+    lse = torch.empty((B, H, M), dtype=torch.float32, device=q.device) if store_lse else out
+    grid = (triton.cdiv(M, block_m), B * H)
+    stats = torch.zeros(grid[0] * grid[1] * 3, dtype=torch.int32, device=q.device) if count else out
+    pow2 = lambda x: max(16, triton.next_power_of_2(x))
+    scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
+    tuned(block_m, block_n, not interpreted)[grid](
+        out, lse, stats, *out.stride(), *blocks,
+        M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,
+        # <<launch_args>>
+        HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
+        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )
+    out = out.to(out_dtype)
+    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 3) if count else None)
