@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 from .. import expr as E
-from ..softmax import SoftmaxParts, match_softmax, softmax_program
 from ..ops import Op
 from ..program import Program
 from ..rewrite import Pat, Rules
+from ..softmax import SoftmaxParts, match_softmax, softmax_program
 
 
 def _is_neg_inf(e: E.Expr) -> bool:
