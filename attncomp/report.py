@@ -251,6 +251,6 @@ def report(program: Program, q_len: int = 32768, kv_len: int | None = None, batc
 
 def _default_block(hw: str, head_dim: int) -> tuple[int, int]:
     from .simulator.hardware import gpu
-    from .simulator.model import DEFAULT_FAMILY, FAMILIES
+    from .simulator.model import FAMILIES, default_family
 
-    return FAMILIES[DEFAULT_FAMILY[gpu(hw).generation]].block(head_dim)
+    return FAMILIES[default_family(gpu(hw))].block(head_dim)

@@ -14,7 +14,7 @@ from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
 from .costs import tile_work
 from .hardware import Hardware, gpu
-from .model import DEFAULT_FAMILY, FAMILIES, Family, cta_fixed, efficiency, tile_times
+from .model import FAMILIES, Family, cta_fixed, default_family, efficiency, tile_times
 from .schedule import makespan, occupancy
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp32": 4, "float32": 4}
@@ -85,7 +85,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         raise AttncompError(located(f"ac.simulate expects a Program, got {type(spec).__name__}", where))
     planned = plan_of(spec)
     hw = hardware if isinstance(hardware, Hardware) else gpu(hardware)
-    fam_name = family or DEFAULT_FAMILY[hw.generation]
+    fam_name = family or default_family(hw)
     if fam_name not in FAMILIES:
         raise AttncompError(located(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}", where))
     fam = FAMILIES[fam_name]
