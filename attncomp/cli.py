@@ -3,7 +3,7 @@
     attncomp list
     attncomp show VARIANT [--q-len N] [--kv-len N] [--param k=v ...] [--head H]
     attncomp analyze VARIANT --q-len 32k [--kv-len N] [--block 128,128] [--json] [--png FILE]
-    attncomp compile VARIANT --backend triton|flex [-o FILE] [--block 64,64]
+    attncomp compile VARIANT [--backend NAME] [-o FILE] [--block 64,64]
     attncomp simulate VARIANT --hardware h100,b200 --q-len 32k --heads 16 --head-dim 128 [--sweep block=64,128]
     attncomp report [VARIANT] [--q-len 32k] [--hardware h100,b200] [--out DIR]
 
@@ -247,6 +247,11 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends.registry import generated
+    from .simulator.hardware import known
+
+    backends = [b.name for b in generated()]
+    gpus = ",".join(known())
     parser = argparse.ArgumentParser(prog="attncomp", description="Declarative attention compiler and simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the built-in variants").set_defaults(func=cmd_list)
@@ -272,14 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     an.set_defaults(func=cmd_analyze)
     co = sub.add_parser("compile", help="write the generated kernel source (Triton or FlexAttention)")
     co.add_argument("variant", help="built-in name or path/to/file.py[:name]")
-    co.add_argument("--backend", choices=("triton", "flex"), default="triton")
+    co.add_argument("--backend", choices=backends, default=backends[0])
     co.add_argument("-o", "--output", metavar="FILE", help="write here (default: print)")
     co.add_argument("--block", type=_blocks, help="BLOCK_M,BLOCK_N tile (default 64,64 for triton, 128 for flex)")
     co.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
     co.set_defaults(func=cmd_compile)
     si = sub.add_parser("simulate", help="predict time and speedup on GPU models")
     si.add_argument("variant", help="built-in name or path/to/file.py[:name]")
-    si.add_argument("--hardware", default="h100,b200", help="comma-separated: a100,h100,h200,b200,mi300x,cpu")
+    si.add_argument("--hardware", default="h100,b200", help=f"comma-separated: {gpus}")
     si.add_argument("--q-len", type=parse_size, help="query length (default 4096; grids: their token count)")
     si.add_argument("--kv-len", type=parse_size)
     si.add_argument("--batch", type=int, default=1)
@@ -302,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--heads", type=int, default=16)
     rp.add_argument("--head-dim", type=int, default=128)
     rp.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
-    rp.add_argument("--hardware", default="h100,b200")
+    rp.add_argument("--hardware", default="h100,b200", help=f"comma-separated: {gpus}")
     rp.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
     rp.add_argument("--out", metavar="DIR", help="also write DIR/report.html")
     rp.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -26,6 +26,7 @@ import torch
 
 from .errors import AttncompError
 from .ir.analysis import BlockLayout, analyze
+from .ir.plan import Plan, plan_of
 from .ir.program import Program
 
 PARTS = ("matmul", "exp", "memory", "mask", "overhead", "imbalance")
@@ -188,22 +189,23 @@ mask density {100 * self.layout.mask_density:.2f}%. Exact analysis in {1000 * se
         return path
 
 
-def _check(program: Program, backend: str, check_size: int, tensors_for, options: dict) -> Check:
+def _check(planned: Plan, backend: str, check_size: int, tensors_for, options: dict) -> Check:
     """Run ``backend`` on a small problem against the float64 reference (error-ratio oracle:
     the backend's float32 error at most twice the reference's own float32 error + 1e-5)."""
     from .backends import compile as compile_spec
     from .variants.registry import Example, example_inputs
 
+    program = planned.spec
     try:
-        kernel = compile_spec(program, backend=backend, **options)
+        kernel = compile_spec(planned, backend=backend, **options)
     except AttncompError as err:
         return Check(backend, False, err.text + (f"; {err.hint}" if err.hint else ""))
     ex = Example(batch=2, heads=2, kv_heads=2, q_len=check_size, kv_len=check_size, head_dim=32)
     tensors = tensors_for(check_size)
     inputs = example_inputs(program, ex, dtype=torch.float64, seed=11)
-    golden = compile_spec(program)(**inputs, **tensors)
+    golden = compile_spec(planned)(**inputs, **tensors)
     low = {k: v.float() for k, v in inputs.items()}
-    eager = compile_spec(program)(**low, **tensors)
+    eager = compile_spec(planned)(**low, **tensors)
     try:
         out = kernel(**low, **tensors)
     except AttncompError as err:
@@ -221,32 +223,34 @@ def report(program: Program, q_len: int = 32768, kv_len: int | None = None, batc
     ``tensors`` are runtime tensors at the report size; ``tensors_for(length)`` makes them
     for the small numerics check (default: ``tensors`` if their size fits, else captured).
     """
+    from .backends.registry import generated
     from .simulator import simulate
 
     kv_len = kv_len or q_len
-    steps = Progress(4, quiet=not progress)
+    backends = generated()
+    steps = Progress(2 + len(backends), quiet=not progress)
     tensors = tensors or {}
     tensors_for = tensors_for or (lambda length: tensors)
+    planned = plan_of(program)
     with steps.step("exact block-sparsity analysis"):
-        layout = analyze(program, q_len, kv_len, (128, 128), tensors=tensors, batch=batch, heads=heads)
+        layout = analyze(planned, q_len, kv_len, (128, 128), tensors=tensors, batch=batch, heads=heads)
         layout.mask_density  # noqa: B018 (counted here, inside the step)
     with steps.step("simulating on " + ", ".join(hardware)):
         estimates = []
         for hw in hardware:  # the layout is reused where the GPU's kernel family tiles 128 x 128
             reuse = layout if _default_block(hw, head_dim) == layout.block else None
-            estimates.append(simulate(program, hw, batch=batch, heads=heads, q_len=q_len, kv_len=kv_len,
+            estimates.append(simulate(planned, hw, batch=batch, heads=heads, q_len=q_len, kv_len=kv_len,
                                       head_dim=head_dim, dtype=dtype, tensors=tensors, layout=reuse))
     checks = []
-    with steps.step("Triton kernel vs reference"):
-        checks.append(_check(program, "triton", check_size, tensors_for, {"block": (32, 32)}))
-    with steps.step("FlexAttention kernel vs reference"):
-        checks.append(_check(program, "flex", check_size, tensors_for, {}))
+    for backend in backends:
+        with steps.step(f"{backend.title} kernel vs reference"):
+            checks.append(_check(planned, backend.name, check_size, tensors_for, backend.check_options))
     sizes = {"batch": batch, "heads": heads, "q_len": q_len, "kv_len": kv_len, "head_dim": head_dim, "dtype": dtype}
     return Report(program, layout, estimates, checks, sizes)
 
 
 def _default_block(hw: str, head_dim: int) -> tuple[int, int]:
     from .simulator.hardware import gpu
-    from .simulator.model import DEFAULT_FAMILY, FAMILIES
+    from .simulator.model import FAMILIES, default_family
 
-    return FAMILIES[DEFAULT_FAMILY[gpu(hw).generation]].block(head_dim)
+    return FAMILIES[default_family(gpu(hw))].block(head_dim)

@@ -1,39 +1,28 @@
-"""Per-call artifacts (layouts, BlockMasks, block lists) cached across kernel calls.
+"""Per-call artifacts (BlockMasks, block lists on a device) cached across kernel calls.
 
 The key is the problem's sizes, the device, and every runtime tensor by identity and
-version counter: a new or modified document-id tensor builds anew, an unchanged one does
-not. Entries hold their tensors so an id cannot be reused by another tensor while cached.
+version counter (:func:`attncomp.ir.plan.tensor_key`): a new or modified document-id
+tensor builds anew, an unchanged one does not. The layouts these are built from are
+cached on the plan, so a second kernel of the same spec reuses them.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ..ir.plan import Memo, tensor_key
 
-class CallCache:
+
+class CallCache(Memo):
     """A small LRU keyed by a bound call (see :class:`attncomp.backends.binding.Bound`)."""
 
     def __init__(self, size: int = 16):
-        self.size = size
-        self.entries: OrderedDict = OrderedDict()
-        self.builds = 0
+        super().__init__(size)
 
     @staticmethod
     def key(bound, device) -> tuple:
-        tensors = tuple((name, id(t), t._version, tuple(t.shape)) for name, t in sorted(bound.tensors.items()))
-        sizes = tuple(sorted(bound.sizes.items()))
-        return sizes, str(device), tensors
+        return tuple(sorted(bound.sizes.items())), str(device), tensor_key(bound.tensors)
 
     def get(self, bound, device, build: Callable[[], Any]) -> Any:
-        key = self.key(bound, device)
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key][0]
-        value = build()
-        self.builds += 1
-        self.entries[key] = (value, tuple(bound.tensors.values()))
-        if len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-        return value
+        return super().get(self.key(bound, device), build, hold=tuple(bound.tensors.values()))

@@ -24,16 +24,17 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import UnsupportedError, api_boundary
+from ..errors import UnsupportedError
 from ..ir import expr as E
 from ..ir.analysis import analyze
-from ..ir.passes import optimize
+from ..ir.plan import Plan
 from ..ir.program import Program
 from ..ir.softmax import match_softmax
-from .binding import bind
+from .binding import Bound
 from .cache import CallCache
 from .flex_blockmask import to_block_mask
 from .modules import load_module
+from .registry import Kernel, register
 from .torch_syntax import constant_name, torch_code, torch_lets
 
 
@@ -191,7 +192,8 @@ def why_not_flex(program: Program) -> str | None:
     return None
 
 
-class FlexKernel:
+@register("flex", "FlexAttention")
+class FlexKernel(Kernel):
     """``kernel(q, k, v, **tensors)`` through ``torch.nn.attention.flex_attention``.
 
     >>> import torch, attncomp as ac
@@ -204,27 +206,25 @@ class FlexKernel:
     True
     """
 
-    backend = "flex"
-
-    def __init__(self, spec: Program, block: int | tuple[int, int] = 128, compiled: bool = True):
-        program = optimize(spec, fold_params=False)
+    def __init__(self, spec: Program | Plan, block: int | tuple[int, int] = 128, compiled: bool = True):
+        super().__init__(spec)
+        program = self.program
         reason = why_not_flex(program)
         if reason is not None:
             raise UnsupportedError(f"FlexAttention computes softmax(score_mod(Q K^T * scale)) V under a mask, with "
                                    f"one softmax and one Q/K/V; this Program is not that: {reason}",
                                    hint="use backend='triton' (which lowers cascades) or backend='reference'",
-                                   variant=spec.name)
-        self.spec, self.program = spec, program
+                                   variant=self.spec.name)
         self.block = (block, block) if isinstance(block, int) else tuple(block)
         self.compiled = compiled
         self.source = generate_source(program, self.block)
-        self.namespace = load_module(self.source, f"attncomp_flex_{spec.name}")
+        self.namespace = load_module(self.source, f"attncomp_flex_{self.spec.name}")
         self.cache = CallCache()
 
     def layout(self, q_len: int, kv_len: int, batch: int = 1, heads: int = 1, tensors: dict | None = None):
         """The BlockLayout of the mask at these true sizes (what the kernel's padded BlockMask
         holds for the rows and keys inside them)."""
-        return analyze(self.spec, q_len, kv_len, self.block, tensors=tensors, batch=batch, heads=heads)
+        return analyze(self.plan, q_len, kv_len, self.block, tensors=tensors, batch=batch, heads=heads)
 
     def padded_layout(self, q_len: int, kv_len: int, batch: int = 1, heads: int = 1, tensors: dict | None = None):
         """The BlockLayout the kernel runs: the padded problem (see :func:`bucket`)."""
@@ -248,9 +248,7 @@ class FlexKernel:
             return to_block_mask(layout, mask_mod=mask_mod, device=device)
         return self.cache.get(bound, device, build)
 
-    @api_boundary
-    def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
-        bound = bind(self.program, args, tensors)
+    def run(self, bound: Bound) -> torch.Tensor:
         parts, _ = match_softmax(self.program)
         q, k, v = (bound.inputs[n] for n in (parts.q, parts.k, parts.v))
         bm = self.block_mask(bound, q.device)

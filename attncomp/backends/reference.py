@@ -19,11 +19,13 @@ import string
 
 import torch
 
-from ..errors import CascadeError, api_boundary
+from ..errors import CascadeError
 from ..ir import expr as E
 from ..ir.evaluate import Env, Value, align, apply_mask, evaluate, union
+from ..ir.plan import Plan
 from ..ir.program import Eqn, Program
-from .binding import Bound, bind
+from .binding import Bound
+from .registry import Kernel, register
 
 DEFAULT_BUDGET = 1 << 25  # elements per intermediate per chunk (256 MiB in float64)
 
@@ -189,7 +191,8 @@ def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.T
     return out.to(out_dtype) if out_dtype != dtype and out_dtype.is_floating_point else out
 
 
-class ReferenceKernel:
+@register("reference", "reference", generated=False)
+class ReferenceKernel(Kernel):
     """Dense evaluation of a Program; call as ``kernel(q, k, v, **tensors)``.
 
     >>> import torch, attncomp as ac
@@ -200,16 +203,15 @@ class ReferenceKernel:
     (torch.Size([1, 2, 5, 8]), True)
     """
 
-    backend = "reference"
-    source = None
-
-    def __init__(self, program: Program, budget: int = DEFAULT_BUDGET):
-        self.program = program
+    def __init__(self, spec: Program | Plan, budget: int = DEFAULT_BUDGET):
+        super().__init__(spec)
         self.budget = budget
 
-    @api_boundary
-    def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
-        bound = bind(self.program, args, tensors)
+    @property
+    def program(self) -> Program:
+        return self.spec  # as written: the oracle must not depend on the passes it checks
+
+    def run(self, bound: Bound) -> torch.Tensor:
         with torch.no_grad():
             return run(self.program, bound, self.budget)
 

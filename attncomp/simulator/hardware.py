@@ -1,6 +1,8 @@
 """Hardware models: GPUs from their datasheets, and the CPU this program runs on, measured.
 
-Every number carries its source. Throughputs are per SM per clock, the unit the tile
+GPUs register from ``data/hardware.csv`` (one row per GPU, with its sources; the columns
+``alias`` and ``generation`` name it for :func:`gpu` and pick its default kernel family):
+a new GPU is a new row. Every number carries its source. Throughputs are per SM per clock, the unit the tile
 cost model works in: tensor-core FLOPs (dense, not the 2:4-sparse headline), special
 function (exp) results, and FP32/INT32 ALU operations (from the FP32 peak:
 ``fp32_tflops / (2 * sms * clock)``, an FMA being two FLOPs).
@@ -8,6 +10,7 @@ function (exp) results, and FP32/INT32 ALU operations (from the FP32 peak:
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -46,38 +49,58 @@ def _alu(fp32_tflops: float, sms: int, clock: float) -> float:
     return fp32_tflops * 1e12 / (2 * sms * clock * 1e9)
 
 
-GPUS = {
-    # NVIDIA A100 datasheet and whitepaper (312 TF dense BF16, 19.5 TF FP32, 2039 GB/s HBM2e, 40 MB L2);
-    # exp rate: CUDA programming guide arithmetic-throughput table (16 results/clk/SM for SFU ops).
-    "a100": Hardware("a100-sxm4-80gb", 108, 1.41, 2048, 1.0, 16, _alu(19.5, 108, 1.41), 2039, 40, 164, "ampere",
-                     source="NVIDIA A100 datasheet and whitepaper; CUDA programming guide throughput table"),
-    # NVIDIA H100 SXM5 datasheet (989.4 TF dense BF16 = half the sparse figure, 66.9 TF FP32, 3.35 TB/s,
-    # 50 MB L2); FlashAttention-3 paper: 3.9 TFLOPS of special functions (16 exp/clk/SM).
-    "h100": Hardware("h100-sxm5", 132, 1.83, 4096, 2.0, 16, _alu(66.9, 132, 1.83), 3350, 50, 228, "hopper",
-                     source="NVIDIA H100 datasheet; FlashAttention-3 paper"),
-    # NVIDIA H200 datasheet: the H100 die with 4.8 TB/s HBM3e.
-    "h200": Hardware("h200-sxm", 132, 1.83, 4096, 2.0, 16, _alu(66.9, 132, 1.83), 4800, 50, 228, "hopper",
-                     source="NVIDIA H200 datasheet; same die as H100"),
-    # FlashAttention-4 paper/blog: 2.25 PF dense BF16, SFU and shared-memory bandwidth as on H100
-    # (16 exp/clk/SM), 8 TB/s; L2 size uncertain across sources (65.5-126 MB).
-    "b200": Hardware("b200", 148, 1.86, 8192, 2.0, 16, _alu(75, 148, 1.86), 8000, 126, 228, "blackwell",
-                     source="FlashAttention-4 paper/blog; NVIDIA B200 datasheet"),
-    # AMD MI300X datasheet (1307.4 TF dense BF16, 163.4 TF FP32, 5.3 TB/s, 256 MB Infinity Cache is not
-    # L2; 4 MB L2 per XCD x 8 = 32 MB); the exp rate per CU is an assumption (16/clk like NVIDIA).
-    "mi300x": Hardware("mi300x", 304, 2.1, round(1307.4e12 / (304 * 2.1e9)), 2.0, 16, _alu(163.4, 304, 2.1), 5300,
-                       32, 64, "cdna3", source="AMD MI300X datasheet; exp rate per CU assumed"),
-}
-ALIASES = {"h100-sxm5": "h100", "h200-sxm": "h200", "a100-sxm4-80gb": "a100"}
+HARDWARE_FILE = os.path.join(os.path.dirname(__file__), "data", "hardware.csv")
+GPUS: dict[str, Hardware] = {}   # by short name (``h100``)
+ALIASES: dict[str, str] = {}     # full datasheet name (``h100-sxm5``) -> short name
+
+
+def register(hw: Hardware, alias: str) -> Hardware:
+    """Make ``hw`` known to :func:`gpu` (and the CLI) as ``alias`` and by its full name."""
+    GPUS[alias] = hw
+    ALIASES[hw.name] = alias
+    return hw
+
+
+def from_datasheet(row: dict) -> Hardware:
+    """A Hardware from a row of ``data/hardware.csv`` (datasheet units: TFLOP/s, GB/s).
+    Per SM per clock: the tensor rate is the row's MMA rate, or the dense BF16 peak over
+    SMs x clock where the vendor gives no such figure; fp8 runs at the fp8 over the BF16
+    peak (1 without fp8 tensor cores); ALU ops from the FP32 peak, an FMA being two FLOPs."""
+    sms, clock, bf16 = int(row["sms"]), float(row["tensor_clock_ghz"]), float(row["bf16_dense_tflops"])
+    mma = row["mma_flop_per_clk_per_sm_bf16"]
+    tensor = int(mma) if mma else round(bf16 * 1e12 / (sms * clock * 1e9))
+    fp8 = round(float(row["fp8_dense_tflops"]) / bf16, 2) if row["fp8_dense_tflops"] else 1.0
+    return Hardware(row["name"], sms, clock, tensor, fp8, int(row["exp_per_clk_per_sm"]),
+                    _alu(float(row["fp32_tflops"]), sms, clock), float(row["hbm_gbps"]), float(row["l2_mb"]),
+                    int(row["smem_kb_per_sm"]), row["generation"], source=row["source"])
+
+
+def _load(path: str) -> None:
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            register(from_datasheet(row), row["alias"])
+
+
+_load(HARDWARE_FILE)
 
 
 def gpu(name: str) -> Hardware:
-    """A GPU model by name (``h100``, ``b200``, ``a100``, ``h200``, ``mi300x``, or ``cpu``)."""
+    """A GPU model by short or full name (``h100``, ``h100-sxm5``; see :data:`GPUS`), or ``cpu``.
+
+    >>> gpu("h100").name, gpu("h100-sxm5") is gpu("h100")
+    ('h100-sxm5', True)
+    """
     key = ALIASES.get(name.lower(), name.lower())
     if key == "cpu":
         return this_cpu()
     if key not in GPUS:
-        raise AttncompError(f"unknown hardware {name!r}; known: {', '.join(GPUS)}, cpu")
+        raise AttncompError(f"unknown hardware {name!r}; known: {', '.join(known())}")
     return GPUS[key]
+
+
+def known() -> list[str]:
+    """The names :func:`gpu` accepts (short names, and ``cpu`` for this machine, measured)."""
+    return [*GPUS, "cpu"]
 
 
 # --- the CPU this program runs on ------------------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import AttncompError
 from .costs import TileWork
 from .hardware import Hardware
 
@@ -76,6 +77,19 @@ FAMILIES = {
     "cpu-flex": Family("cpu-flex", 0.0, False, hoists_mask=False),
 }
 DEFAULT_FAMILY = {"hopper": "fa3", "blackwell": "fa4", "ampere": "fa2", "cdna3": "fa2", "cpu": "cpu-flex"}
+
+
+def default_family(hw: Hardware) -> str:
+    """The best published kernel family on ``hw``'s generation (the one simulations assume
+    unless told otherwise); a generation without one must name its family.
+
+    >>> default_family(gpu("b200"))
+    'fa4'
+    """
+    if hw.generation not in DEFAULT_FAMILY:
+        raise AttncompError(f"{hw.name}: no default kernel family for generation {hw.generation!r}; known "
+                            f"generations: {', '.join(DEFAULT_FAMILY)}; pass family= (one of {', '.join(FAMILIES)})")
+    return DEFAULT_FAMILY[hw.generation]
 
 EFFICIENCY_FILE = os.path.join(os.path.dirname(__file__), "data", "efficiency.json")
 

@@ -10,11 +10,11 @@ import numpy as np
 
 from ..errors import AttncompError, api_boundary
 from ..ir.analysis import BlockLayout, analyze
-from ..ir.passes import optimize
+from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
 from .costs import tile_work
 from .hardware import Hardware, gpu
-from .model import DEFAULT_FAMILY, FAMILIES, Family, cta_fixed, efficiency, tile_times
+from .model import FAMILIES, Family, cta_fixed, default_family, efficiency, tile_times
 from .schedule import makespan, occupancy
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp32": 4, "float32": 4}
@@ -61,15 +61,15 @@ def _tile_counts(layout: BlockLayout, batch: int, heads: int, family: Family) ->
 
 
 @functools.lru_cache(maxsize=256)
-def _works(spec: Program, bm: int, bn: int, head_dim: int, value_dim: int, nbytes: int, hoisted: bool):
+def _works(planned: Plan, bm: int, bn: int, head_dim: int, value_dim: int, nbytes: int, hoisted: bool):
     """Tile work of the optimized spec and of its dense version (cached: sweeps reuse it)."""
-    program = optimize(spec)
+    program = planned.program
     return (tile_work(program, bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted),
             tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted))
 
 
 @api_boundary
-def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, heads: int = 1, kv_heads: int | None = None,
+def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int = 1, heads: int = 1, kv_heads: int | None = None,
              q_len: int = 4096, kv_len: int | None = None, head_dim: int = 128, value_dim: int | None = None,
              dtype: str = "bf16", block: tuple[int, int] | None = None, tensors: dict | None = None,
              family: str | None = None, order: str | None = None, layout: BlockLayout | None = None,
@@ -81,8 +81,11 @@ def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, h
     >>> round(est.bound, 2), round(est.flop_bound, 2), est.speedup > 1.8
     (1.98, 2.0, True)
     """
+    if not isinstance(spec, (Program, Plan)):
+        raise AttncompError(f"ac.simulate expects a Program, got {type(spec).__name__}")
+    planned = plan_of(spec)
     hw = hardware if isinstance(hardware, Hardware) else gpu(hardware)
-    fam_name = family or DEFAULT_FAMILY[hw.generation]
+    fam_name = family or default_family(hw)
     if fam_name not in FAMILIES:
         raise AttncompError(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}")
     fam = FAMILIES[fam_name]
@@ -95,12 +98,12 @@ def simulate(spec: Program, hardware: str | Hardware = "h100", batch: int = 1, h
     value_dim = value_dim or head_dim
     bm, bn = block or fam.block(head_dim)
     if layout is None:
-        layout = analyze(spec, q_len, kv_len, (bm, bn), tensors=tensors, batch=batch, heads=heads)
+        layout = analyze(planned, q_len, kv_len, (bm, bn), tensors=tensors, batch=batch, heads=heads)
     elif layout.block != (bm, bn) or (layout.q_len, layout.kv_len) != (q_len, kv_len):
         raise AttncompError(f"the layout is for {layout.q_len}x{layout.kv_len} with blocks {layout.block}, "
                             f"not {q_len}x{kv_len} with {(bm, bn)}", variant=spec.name)
     nbytes = DTYPE_BYTES[dtype]
-    work, dense_work = _works(spec, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
+    work, dense_work = _works(planned, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)
     ctas = batch * heads * layout.num_q_blocks
     # co-resident CTAs share their SM: at most what shared memory allows, and no more than

@@ -1,13 +1,18 @@
 """The simulator: datasheet numbers, accuracy on published measurements, model invariants."""
 
+import csv
+from dataclasses import replace
+
 import pytest
 
 import attncomp as ac
 from attncomp.simulator import GPUS, gpu, simulate
 from attncomp.simulator.calibrate import fit, report, rows
+from attncomp.simulator.hardware import HARDWARE_FILE
 from attncomp.simulator.model import load_efficiencies
 
-# ../shared/data/hardware.csv, the dense BF16 peaks the models must reproduce
+# ../shared/data/hardware.csv (packaged as attncomp/simulator/data/hardware.csv), the dense BF16 peaks the
+# models must reproduce
 PEAKS = {"a100": 312, "h100": 989.4, "h200": 989.4, "b200": 2250, "mi300x": 1307.4}
 
 
@@ -16,8 +21,40 @@ def test_hardware_peaks_match_datasheets():
         assert gpu(name).peak_tflops == pytest.approx(peak, rel=0.01)
         assert gpu(name).source
     assert gpu("h100-sxm5") is GPUS["h100"]
-    with pytest.raises(ac.AttncompError, match="unknown hardware"):
+    with pytest.raises(ac.AttncompError, match="unknown hardware 'tpu'; known: a100, a100-pcie, h100, h200, b200, "
+                                               "mi300x, cpu"):
         gpu("tpu")
+
+
+def test_every_datasheet_row_is_a_registered_gpu():
+    with open(HARDWARE_FILE, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["alias"] for r in rows] == list(GPUS)
+    for r in rows:
+        hw = gpu(r["name"])
+        assert hw is GPUS[r["alias"]] and hw.source == r["source"] and hw.generation == r["generation"]
+        assert hw.peak_tflops == pytest.approx(float(r["bf16_dense_tflops"]), rel=0.01)
+        assert hw.alu_per_clk * 2 * hw.sms * hw.clock_ghz / 1e3 == pytest.approx(float(r["fp32_tflops"]))
+    assert gpu("a100").fp8_factor == 1.0 and gpu("h100").fp8_factor == 2.0
+
+
+def test_a_new_generation_needs_a_family():
+    rdna = replace(gpu("mi300x"), name="rdna-x", generation="rdna4")
+    with pytest.raises(ac.AttncompError, match="generation 'rdna4'; known generations: hopper, blackwell, ampere, "
+                                               "cdna3, cpu; pass family="):
+        simulate(ac.variants.causal(), rdna, q_len=4096)
+    est = simulate(ac.variants.causal(), rdna, q_len=4096, family="fa2")
+    assert est.hardware == "rdna-x" and est.efficiency_source.startswith("default")
+
+
+def test_cli_help_lists_the_gpus_and_backends(capsys):
+    from attncomp.cli import main
+
+    for command in ("simulate", "compile"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+    out = capsys.readouterr().out
+    assert ",".join([*GPUS, "cpu"]) in out and "{triton,flex}" in out
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,14 @@ import sys
 
 import torch
 
-from ...errors import UnsupportedError, api_boundary
+from ...errors import UnsupportedError
 from ...ir.analysis import analyze
-from ...ir.passes import optimize
+from ...ir.plan import Plan
 from ...ir.program import Program
-from ..binding import bind
+from ..binding import Bound
 from ..cache import CallCache
 from ..modules import load_module
+from ..registry import Kernel, register
 from .codegen import generate_source
 from .plan import lower
 
@@ -37,7 +38,9 @@ def interpreter_ready() -> bool:
     return True
 
 
-class TritonKernel:
+# the interpreter is slow at 64 x 64 tiles: the report's CPU check uses 32 x 32
+@register("triton", "Triton", check_options={"block": (32, 32)})
+class TritonKernel(Kernel):
     """``kernel(*inputs, **tensors)`` through a generated Triton kernel.
 
     ``block`` is (BLOCK_M, BLOCK_N), the tile of both the kernel and the analysis;
@@ -52,15 +55,12 @@ class TritonKernel:
     True
     """
 
-    backend = "triton"
-
-    def __init__(self, spec: Program, block=(64, 64), store_lse: bool = False, count: bool = False):
-        self.spec = spec
-        self.program = optimize(spec, fold_params=False)
-        self.plan = lower(self.program)
+    def __init__(self, spec: Program | Plan, block=(64, 64), store_lse: bool = False, count: bool = False):
+        super().__init__(spec)
+        self.lowered = lower(self.program)
         self.block = (block, block) if isinstance(block, int) else tuple(block)
         self.store_lse, self.count = store_lse, count
-        self.source = generate_source(self.program, self.plan)
+        self.source = generate_source(self.program, self.lowered)
         self._module: dict | None = None
         self.cache = CallCache()
         self.last_stats = None
@@ -77,7 +77,7 @@ class TritonKernel:
         return self._module
 
     def layout(self, bound):
-        return analyze(self.program, bound.sizes["m"], bound.sizes["n"], self.block, tensors=bound.tensors,
+        return analyze(self.plan, bound.sizes["m"], bound.sizes["n"], self.block, tensors=bound.tensors,
                        batch=bound.sizes.get("b", 1), heads=bound.sizes.get("h", 1))
 
     def blocks(self, bound, device):
@@ -89,13 +89,11 @@ class TritonKernel:
                             as_t(layout.full.offsets), as_t(layout.full.indices))
         return self.cache.get(bound, device, build)
 
-    @api_boundary
-    def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
-        bound = bind(self.program, args, tensors)
+    def run(self, bound: Bound) -> torch.Tensor:
         device = bound.device
         layout, blocks = self.blocks(bound, device)
-        inputs = [bound.inputs[n] for n in self.plan.inputs]
-        kv_heads = {bound.inputs[n].shape[1] for n in self.plan.inputs if "n" in self.program.input(n).letters}
+        inputs = [bound.inputs[n] for n in self.lowered.inputs]
+        kv_heads = {bound.inputs[n].shape[1] for n in self.lowered.inputs if "n" in self.program.input(n).letters}
         if len(kv_heads) != 1:
             raise UnsupportedError("all key-side inputs must have the same number of heads", variant=self.spec.name)
         runtime = [bound.tensors[t] for t in self.program.tensors]

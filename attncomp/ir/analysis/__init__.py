@@ -16,6 +16,7 @@ import numpy as np
 from ...errors import AttncompError, api_boundary
 from .. import expr as E
 from ..evaluate import dense_mask, mask_mod
+from ..plan import Plan, plan_of
 from ..program import Program
 from ..runtime import check_runtime_tensors
 from .intervals import IntervalEvaluator
@@ -60,7 +61,7 @@ def _check_loads_in_bounds(program, mask, grid, params, load, tensors) -> None:
 
 
 @api_boundary
-def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
+def analyze(spec: Program | Plan, q_len: int, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
             batch: int = 1, heads: int = 1) -> BlockLayout:
     """Classify every (query block, key block) tile of ``spec``'s mask as empty, partial or full.
 
@@ -81,17 +82,23 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
     ····▒█▒·
     ·····▒█▒
     """
-    from ..passes import optimize
-
     start = time.perf_counter()
-    if not isinstance(spec, Program):
+    if not isinstance(spec, (Program, Plan)):
         raise AttncompError(f"ac.analyze expects a Program, got {type(spec).__name__}")
     kv_len = q_len if kv_len is None else kv_len
     for name, value in (("q_len", q_len), ("kv_len", kv_len), ("batch", batch), ("heads", heads)):
         if not (isinstance(value, int) and value > 0):
             raise AttncompError(f"{name} must be a positive int, got {value!r}", variant=spec.name)
     bm, bn = _block(block)
-    program = optimize(spec)
+    planned = plan_of(spec)
+    tensors = tensors or {}
+    return planned.layout((q_len, kv_len, (bm, bn), batch, heads), tensors,
+                          lambda: _classify(planned, q_len, kv_len, bm, bn, tensors, batch, heads, start))
+
+
+def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors: dict, batch: int, heads: int,
+              start: float) -> BlockLayout:
+    spec, program = planned.spec, planned.program
     mask = program.mask
     letters = E.letters_of(mask) if mask is not None else set()
     shape = (batch if "b" in letters else 1, heads if "h" in letters else 1)
@@ -104,7 +111,7 @@ def analyze(spec: Program, q_len: int, kv_len: int | None = None, block=(128, 12
         return from_tiles(grid, root, empty, empty, shape, name=spec.name, stats={"levels": 0, "rectangles": 0},
                           analysis_time_s=time.perf_counter() - start, _mask_density=1.0)
 
-    values = check_runtime_tensors(program, tensors or {}, {"b": batch, "h": heads})
+    values = check_runtime_tensors(program, tensors, {"b": batch, "h": heads})
     params = {k: v for k, v in program.params.items() if v is not None}
     group = max(1, min(64, math.gcd(bm, bn)))
     tables = {name: RangeTable(t, group) for name, t in values.items() if name in E.tensors_of(mask)}

@@ -1,0 +1,80 @@
+"""The backend registry: one small interface every backend implements.
+
+A backend is a :class:`Kernel` subclass that registers itself with :func:`register`. The
+kernel is built from the spec's :class:`~attncomp.ir.plan.Plan` (the spec optimized once),
+emits its ``source`` there, and on each call binds the tensors to its Program (shape, GQA
+and runtime-tensor checks shared by all backends, :mod:`.binding`) and ``run``s. ``ac.compile``,
+the report and the CLI find backends here, so adding one is a module with a registered
+Kernel, imported from ``attncomp/backends/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from ..errors import api_boundary
+from ..ir.plan import Plan, plan_of
+from ..ir.program import Program
+from .binding import Bound, bind
+
+
+class Kernel(abc.ABC):
+    """What ``ac.compile`` returns: ``kernel(*inputs, **tensors) -> out`` and ``kernel.source``
+    (the generated code, None where nothing is generated). A call binds the tensors to
+    ``program`` and ``run`` computes the output of the bound call."""
+
+    backend: ClassVar[str]
+    source: str | None = None
+
+    def __init__(self, spec: Program | Plan):
+        self.plan = plan_of(spec)
+        self.spec = self.plan.spec
+
+    @property
+    def program(self) -> Program:
+        """The optimized Program with parameters kept by name: what generated code prints."""
+        return self.plan.named
+
+    @abc.abstractmethod
+    def run(self, bound: Bound) -> torch.Tensor: ...
+
+    @api_boundary
+    def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
+        return self.run(bind(self.program, args, tensors))
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend. ``title`` names it in reports; ``generated``: its kernels carry
+    source (``attncomp compile`` writes it, the report checks it against the reference);
+    ``check_options``: compile options for the report's small numerics check on this machine."""
+
+    name: str
+    title: str
+    kernel: type[Kernel]
+    generated: bool = True
+    check_options: dict = field(default_factory=dict)
+
+    def compile(self, plan: Plan, **options) -> Kernel:
+        return self.kernel(plan, **options)
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(name: str, title: str, **details):
+    """Class decorator that registers a Kernel subclass as backend ``name``."""
+    def add(cls: type[Kernel]) -> type[Kernel]:
+        cls.backend = name
+        BACKENDS[name] = Backend(name, title, cls, **details)
+        return cls
+    return add
+
+
+def generated() -> list[Backend]:
+    """The backends that generate kernel source, in registration order."""
+    return [b for b in BACKENDS.values() if b.generated]
