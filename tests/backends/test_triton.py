@@ -216,7 +216,7 @@ def test_source_runs_without_attncomp(tmp_path):
     bound = bind(kernel.program, (), {**inputs, **tensors})
     layout, blocks = kernel.blocks(bound, out.device)
     (tmp_path / "kernel.py").write_text(kernel.source)
-    torch.save({"args": [inputs[n] for n in kernel.plan.inputs] + [tensors[t] for t in kernel.program.tensors],
+    torch.save({"args": [inputs[n] for n in kernel.lowered.inputs] + [tensors[t] for t in kernel.program.tensors],
                 "blocks": blocks, "shape": layout.shape, "out": out, "stats": kernel.last_stats}, tmp_path / "case.pt")
     env = dict(os.environ, PYTHONPATH="", TRITON_INTERPRET="1")
     res = subprocess.run([sys.executable, "-c", STANDALONE, str(tmp_path)], capture_output=True, text=True, env=env,
