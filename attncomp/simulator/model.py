@@ -83,6 +83,7 @@ def default_family(hw: Hardware) -> str:
     """The best published kernel family on ``hw``'s generation (the one simulations assume
     unless told otherwise); a generation without one must name its family.
 
+    >>> from attncomp.simulator import gpu
     >>> default_family(gpu("b200"))
     'fa4'
     """
