@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import TraceError
 from .ops import ARITH, BINARY, CASTS, COMPARE, FLOAT_UNARY, INT_UNARY, LEAVES, LOGIC, REDUCTIONS, SHIFT, UNARY, WHERE, Op  # noqa: F401 (re-exported)
-from .rewrite import Pat, Rules, graph_rewrite, walk
+from .rewrite import graph_rewrite, walk
 
 BOOL, INT, FLOAT = "bool", "int", "float"
 _RANK = {BOOL: 0, INT: 1, FLOAT: 2}
@@ -257,7 +257,7 @@ def substitute(expr: Expr, mapping: dict[Expr, Expr]) -> Expr:
     is looked up after the keys inside it have been replaced)."""
     if not mapping:
         return expr
-    return graph_rewrite(expr, Rules([(Pat(name="e"), lambda e: mapping.get(e))]))
+    return graph_rewrite(expr, mapping.get)
 
 
 def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:

@@ -38,16 +38,21 @@ class Pat:
     predicate on the node for what the fields cannot say.
     """
 
-    __slots__ = ("ops", "src", "arg", "dtype", "name", "test")
+    __slots__ = ("ops", "src", "arg", "dtype", "name", "test", "anything")
 
     def __init__(self, op: Op | frozenset | None = None, *src: Pat, arg: Any = _ANY, dtype: str | None = None,
                  name: str | None = None, test: Callable[[Any], bool] | None = None):
         self.ops = None if op is None else frozenset({op}) if isinstance(op, Op) else frozenset(op)
         self.src = src or None
         self.arg, self.dtype, self.name, self.test = arg, dtype, name, test
+        self.anything = op is None and not src and arg is _ANY and dtype is None and test is None
 
     def match(self, node, bound: dict) -> bool:
         """Whether ``node`` matches, adding the names it binds to ``bound``."""
+        if self.anything and (self.name is None or self.name not in bound):  # the common leaf: bind and go
+            if self.name is not None:
+                bound[self.name] = node
+            return True
         if self.ops is not None and node.op not in self.ops:
             return False
         if self.dtype is not None and node.dtype != self.dtype:
@@ -107,13 +112,15 @@ def walk(expr) -> Iterator:
         stack.extend((s, False) for s in reversed(node.src))
 
 
-def graph_rewrite(expr, rules: Rules):
+def graph_rewrite(expr, rules: Rules | Callable):
     """``expr`` rebuilt bottom-up, each node (with its children already rewritten) replaced
-    by the first rule that matches it; shared nodes are rewritten once."""
+    by the first rule that matches it; shared nodes are rewritten once. ``rules`` may also
+    be a plain function of a node returning its replacement or None (``mapping.get``)."""
+    rewrite = rules.rewrite if isinstance(rules, Rules) else rules
     done: dict = {}
     for node in walk(expr):
-        src = tuple(done[s] for s in node.src)
+        src = tuple(done[s] for s in node.src) if node.src else ()
         new = node if src == node.src else node.with_src(src)
-        out = rules.rewrite(new)
+        out = rewrite(new)
         done[node] = new if out is None else out
     return done[expr]

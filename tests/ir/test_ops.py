@@ -98,3 +98,10 @@ def test_rewrite_rebuilds_types_and_shares_nodes():
     out = E.substitute(expr, {m: E.var("score")})
     assert out.dtype == E.FLOAT and out.src[0] is out.src[1]
     assert E.substitute(expr, {}) is expr
+
+
+def test_anonymous_patterns_bind_nothing():
+    where = Pat(Op.WHERE, Pat(), Pat(name="x"), Pat(name="x"))
+    bound = {}
+    m = E.var("m")
+    assert where.match(E.where(E.binary("ge", m, E.var("n")), m, m), bound) and list(bound) == ["x"]
