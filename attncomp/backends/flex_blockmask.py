@@ -27,7 +27,7 @@ def to_block_mask(layout: BlockLayout, mask_mod: Callable | None = None,
     >>> layout = ac.analyze(ac.variants.sliding_window(256), 1024, block=128)
     >>> bm = to_block_mask(layout)
     >>> bm.kv_num_blocks[0, 0].tolist(), bm.full_kv_num_blocks[0, 0].tolist()
-    ([1, 2, 2, 2, 2, 2, 2, 2], [0, 1, 1, 1, 1, 1, 1, 1])
+    ([1, 1, 2, 2, 2, 2, 2, 2], [0, 1, 1, 1, 1, 1, 1, 1])
     """
     lists = {}
     for prefix, csr in zip(("", "full_"), _flex_csr(layout)):
