@@ -62,10 +62,10 @@ class AttncompError(Exception):
     ``exprs`` are expressions the message shows, one per ``{}`` in it, printed by ``show``
     (``str`` unless a boundary chose the user's names, e.g. ``q_idx`` while tracing).
 
-    >>> err = AttncompError("index 1 of doc is {}", variant="docs", hint="clamp it", exprs=("m + 1",))
+    >>> err = AttncompError("index 1 of doc is {}", variant="docs", hint="Clamp it", exprs=("m + 1",))
     >>> print(err.at(Location("masks.py", 3)))
     docs: index 1 of doc is m + 1
-      hint: clamp it
+      hint: Clamp it
       at masks.py:3
     >>> err.message, err.variant, err.location.lineno
     ('index 1 of doc is {}', 'docs', 3)

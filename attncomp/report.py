@@ -189,6 +189,11 @@ mask density {100 * self.layout.mask_density:.2f}%. Exact analysis in {1000 * se
         return path
 
 
+def _reason(err: AttncompError) -> str:
+    """Why a backend failed, in one line of the report (the variant is the report's title)."""
+    return f"{err.text}. {err.hint}" if err.hint else err.text
+
+
 def _check(planned: Plan, backend: str, check_size: int, tensors_for, options: dict) -> Check:
     """Run ``backend`` on a small problem against the float64 reference (error-ratio oracle:
     the backend's float32 error at most twice the reference's own float32 error + 1e-5)."""
@@ -199,7 +204,7 @@ def _check(planned: Plan, backend: str, check_size: int, tensors_for, options: d
     try:
         kernel = compile_spec(planned, backend=backend, **options)
     except AttncompError as err:
-        return Check(backend, False, err.text + (f"; {err.hint}" if err.hint else ""))
+        return Check(backend, False, _reason(err))
     ex = Example(batch=2, heads=2, kv_heads=2, q_len=check_size, kv_len=check_size, head_dim=32)
     tensors = tensors_for(check_size)
     inputs = example_inputs(program, ex, dtype=torch.float64, seed=11)
@@ -209,7 +214,7 @@ def _check(planned: Plan, backend: str, check_size: int, tensors_for, options: d
     try:
         out = kernel(**low, **tensors)
     except AttncompError as err:
-        return Check(backend, False, err.summary, kernel.source)
+        return Check(backend, False, _reason(err), kernel.source)
     err, base = (out.double() - golden).abs().max().item(), (eager.double() - golden).abs().max().item()
     ok = err <= 2 * base + 1e-5 and not torch.isnan(out).any()
     return Check(backend, ok, f"max error {err:.2e} vs float32 eager {base:.2e} at {check_size} tokens", kernel.source)

@@ -79,7 +79,7 @@ def violations(edges) -> list[str]:
                 found.append(f"{src}:{line} imports {target} (FlexAttention belongs to the flex backend)")
             if inside(src, "attncomp.ir.passes") and inside(target, *FRONTEND):
                 found.append(f"{src}:{line} imports {target} (passes do not import the frontend)")
-    return found
+    return sorted(set(found))
 
 
 def ir_cycles(edges) -> list[list[str]]:

@@ -213,7 +213,7 @@ class FlexKernel(Kernel):
         if reason is not None:
             raise UnsupportedError(f"FlexAttention computes softmax(score_mod(Q K^T * scale)) V under a mask, with "
                                    f"one softmax and one Q/K/V; this Program is not that: {reason}",
-                                   hint="use backend='triton' (which lowers cascades) or backend='reference'",
+                                   hint="Use backend='triton' (which lowers cascades) or backend='reference'",
                                    variant=self.spec.name)
         self.block = (block, block) if isinstance(block, int) else tuple(block)
         self.compiled = compiled

@@ -68,7 +68,7 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
             if E.var("score") not in set(E.walk(score_expr)):
                 raise TraceError(f"score function {_fn_name(score) or 'lambda'} ignores its score argument, so the "
                                  f"attention weights would not depend on q.k (it returns {score_expr})",
-                                 hint="return an expression of score", variant=variant,
+                                 hint="Return an expression of score", variant=variant,
                                  location=function_location(score))
     if mask_expr is not None and mask_expr == E.const(True):
         mask_expr = None

@@ -69,7 +69,7 @@ def capture(tensor: torch.Tensor) -> E.TensorDecl:
     state = _STATE.get()
     if state is None:
         raise TraceError("torch tensors can only be captured inside a mask or score function passed to "
-                         "ac.attention / ac.cascade", hint="declare a runtime tensor with ac.tensor(...) instead")
+                         "ac.attention / ac.cascade", hint="Declare a runtime tensor with ac.tensor(...) instead")
     if id(tensor) not in state.captured:
         base = _find_name(tensor) or "tensor"
         name, k = base, 1

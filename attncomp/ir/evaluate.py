@@ -87,7 +87,7 @@ def _div_guard(fn, a, b, env, divisor: E.Expr):
 
 def _int_pow(a, b, env):
     if env.checked and not b.is_floating_point() and bool((b < 0).any()):
-        raise AttncompError("an integer raised to a negative power", hint="use float(x) ** y", variant=env.variant)
+        raise AttncompError("an integer raised to a negative power", hint="Use float(x) ** y", variant=env.variant)
     return torch.pow(a, b)
 
 
@@ -203,7 +203,7 @@ class _Evaluator:
             if lo < 0 or hi >= t.shape[pos]:
                 raise AttncompError(f"index {pos} of {decl.name} is `{sub}`, which takes values {lo}..{hi}, "
                                     f"outside 0..{t.shape[pos] - 1} (shape {tuple(t.shape)})",
-                                    hint="clamp it or make the tensor larger", variant=env.variant)
+                                    hint="Clamp it or make the tensor larger", variant=env.variant)
             aligned.append(ix)
         out = t[tuple(aligned)] if aligned else t
         return Value(_as(out, decl.kind, env), letters)

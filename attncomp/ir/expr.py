@@ -148,7 +148,7 @@ def load(decl: TensorDecl, index: tuple[Expr, ...]) -> Expr:
         if ix.dtype != INT:
             raise TraceError(f"index {pos} of tensor {decl.name} must be an integer expression, got {ix.dtype} "
                              "expression {}", exprs=(ix,),
-                             hint="use // for integer division" if ix.dtype == FLOAT else None)
+                             hint="Use // for integer division" if ix.dtype == FLOAT else None)
     return Expr("load", tuple(index), decl, decl.kind)
 
 

@@ -57,7 +57,7 @@ class Proxy:
 
     def _concrete(self, what: str):
         raise TraceError(f"{what}({show(self.expr)}) needs a concrete value, but attention functions are traced "
-                         "symbolically", hint="use torch ops (torch.floor, .to(torch.int64), torch.log, ...) instead")
+                         "symbolically", hint="Use torch ops (torch.floor, .to(torch.int64), torch.log, ...) instead")
 
     def __int__(self): self._concrete("int")
     def __float__(self): self._concrete("float")
@@ -71,7 +71,7 @@ class Proxy:
 
     def __getitem__(self, index):
         raise TraceError(f"cannot index the symbolic value {show(self.expr)}",
-                         hint="index a tensor with it instead (e.g. doc_ids[b, q_idx])")
+                         hint="Index a tensor with it instead (e.g. doc_ids[b, q_idx])")
 
     # --- torch integration -------------------------------------------------------------
     @classmethod
@@ -97,7 +97,7 @@ def lift(x) -> E.Expr:
     if isinstance(x, torch.Tensor):
         if x.dim() != 0:
             raise TraceError(f"a captured tensor of shape {tuple(x.shape)} was used directly in an expression",
-                             hint="index it with the symbolic indices (e.g. bias[h, q_idx - kv_idx])")
+                             hint="Index it with the symbolic indices (e.g. bias[h, q_idx - kv_idx])")
         return E.load(capture(x), ())
     raise TraceError(f"cannot use {type(x).__name__} {x!r} in an attention expression")
 

@@ -33,7 +33,7 @@ def _u(op, **defaults):
         changed = [f"{k}={v!r}" for k, v in given.items() if v != defaults[k]]
         if changed:
             raise TraceError(f"{op} with {', '.join(changed)} is not supported (only the defaults "
-                             f"{', '.join(f'{k}={v!r}' for k, v in defaults.items())})", hint="write it with torch.where")
+                             f"{', '.join(f'{k}={v!r}' for k, v in defaults.items())})", hint="Write it with torch.where")
         return Proxy(E.unary(op, lift(args[0])))
     return build
 
@@ -75,7 +75,7 @@ def _minmax(op):
     def build(args, kwargs):
         if len(args) != 2 or not all(isinstance(x, (Proxy, torch.Tensor)) for x in args):
             raise TraceError(f"torch.{'min' if op == 'minimum' else 'max'} with a dim or one argument is a reduction",
-                             hint=f"for the elementwise form use torch.{op}(a, b) or torch.clamp")
+                             hint=f"For the elementwise form use torch.{op}(a, b) or torch.clamp")
         return Proxy(E.binary(op, lift(args[0]), lift(args[1])))
     return build
 
@@ -162,7 +162,7 @@ def _getitem(args, kwargs):
     for ix in index:
         if isinstance(ix, (slice, type(Ellipsis), type(None), list)):
             raise TraceError(f"indexing a captured tensor with {ix!r} is not supported",
-                             hint="give one integer expression per dimension (e.g. doc_ids[b, q_idx])")
+                             hint="Give one integer expression per dimension (e.g. doc_ids[b, q_idx])")
     return Proxy(E.load(capture(tensor), tuple(lift(ix) for ix in index)))
 
 
@@ -226,7 +226,7 @@ def dispatch(func, args, kwargs):
     fn = TABLE.get(name)
     if fn is None:
         raise TraceError(f"torch.{name} is not supported in masks and score mods",
-                         hint="supported calls include where, abs, minimum, maximum, clamp, logical_and/or/not, "
+                         hint="Supported calls include where, abs, minimum, maximum, clamp, logical_and/or/not, "
                               "exp, log, tanh, sigmoid, sqrt, floor_divide, remainder and indexing captured tensors")
     return fn(args, kwargs)
 

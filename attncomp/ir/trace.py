@@ -61,7 +61,7 @@ def trace_function(fn, kind: str, variant: str) -> E.Expr:
             result = result.item()
         else:
             raise TraceError(f"{kind} function {fn_name} returned a tensor of shape {tuple(result.shape)} "
-                             "that does not depend on the indices", hint="return an expression of b, h, q_idx, kv_idx",
+                             "that does not depend on the indices", hint="Return an expression of b, h, q_idx, kv_idx",
                              variant=variant, location=function_location(fn))
     try:
         out = lift(result)
@@ -73,7 +73,7 @@ def trace_function(fn, kind: str, variant: str) -> E.Expr:
                          f"the {out.dtype} expression {out}", variant=variant, location=function_location(fn))
     if kind == "score" and out.dtype == E.BOOL:
         raise TraceError(f"score function {fn_name} returned the boolean {out}; a score mod returns a number",
-                         hint="use torch.where(cond, score, -float('inf')) to mask", variant=variant,
+                         hint="Use torch.where(cond, score, -float('inf')) to mask", variant=variant,
                          location=function_location(fn))
     return out
 

@@ -3,6 +3,7 @@ pointing into attncomp's own source."""
 
 import math
 import os
+import traceback
 
 import pytest
 import torch
@@ -246,3 +247,46 @@ def test_compile_non_program():
 
 def test_compile_unknown_backend():
     raises("unknown backend 'cuda'", ac.compile, ac.attention(), backend="cuda")
+
+
+# --- what the user's traceback shows ----------------------------------------------------------
+
+def _frames(err):
+    return [os.path.abspath(f.filename) for f in traceback.extract_tb(err.__traceback__)]
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ac.attention(mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx and q_idx < 8),
+    lambda: ac.cascade("O[b,h,m,e] = gelu(Q[b,h,m,d] * K[b,h,n,d]) * V[b,h,n,e]"),
+    lambda: ac.analyze(ac.attention(), q_len=0),
+    lambda: ac.compile(ac.attention(), backend="cuda"),
+    lambda: ac.compile(ac.attention())(*qkv(dk=16)),
+    lambda: ac.simulate(ac.attention(), heads=4, kv_heads=3),
+    lambda: ac.tensor("doc", ("B",), "int33"),
+], ids=["trace", "cascade", "analyze", "compile", "call", "simulate", "tensor"])
+def test_traceback_holds_only_user_frames(call):
+    with pytest.raises(ac.AttncompError) as info:
+        call()
+    frames = _frames(info.value)
+    assert frames and not [f for f in frames if f.startswith(PACKAGE_DIR + os.sep)], frames
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert os.path.basename(frames[-1]) == HERE
+
+
+def test_error_fields_are_what_str_shows():
+    def halves(b, h, q_idx, kv_idx):
+        return doc_ids[b, q_idx / 2] == doc_ids[b, kv_idx]
+    with pytest.raises(ac.AttncompError) as info:
+        ac.attention(mask=halves)
+    err = info.value
+    assert err.variant == "halves" and err.hint == "Use // for integer division"
+    assert err.location.filename == __file__ and "q_idx / 2" in err.location.line
+    assert err.text == "index 1 of tensor doc_ids must be an integer expression, got float expression q_idx / 2"
+    assert str(err) == f"halves: {err.text}\n  hint: {err.hint}\n  at {err.location}"
+
+
+def test_ir_constructors_leave_the_location_to_the_boundary():
+    from attncomp.ir import expr as E
+    with pytest.raises(ac.AttncompError) as info:
+        E.binary("and", E.var("m"), E.const(1.5))
+    assert info.value.location is None and info.value.text == "'&' needs bool or int operands (a float was given): m, 1.5"

@@ -71,7 +71,7 @@ class TritonKernel(Kernel):
         if device.type != "cuda" and not interpreter_ready():
             raise UnsupportedError("Triton kernels run on CPU tensors only in Triton's interpreter, which must be "
                                    "chosen before triton is imported", variant=self.spec.name,
-                                   hint="set TRITON_INTERPRET=1 in the environment (or pass CUDA tensors)")
+                                   hint="Set TRITON_INTERPRET=1 in the environment (or pass CUDA tensors)")
         if self._module is None:
             self._module = load_module(self.source, f"attncomp_triton_{self.spec.name}")
         return self._module

@@ -85,7 +85,7 @@ class _Lowering:
     def blocked(self, eqn: Eqn, why: str) -> UnsupportedError:
         return UnsupportedError(
             f"the Triton backend cannot lower `{eqn.format(self.program.defined_letters())}`: {why}",
-            hint="it lowers softmax, weighted (e.g. sigmoid) and linear attention terms over one key loop, "
+            hint="It lowers softmax, weighted (e.g. sigmoid) and linear attention terms over one key loop, "
                  "combined elementwise; use backend='reference' for other cascades",
             variant=self.program.name, location=self.program.source)
 

@@ -57,7 +57,7 @@ def _check_loads_in_bounds(program, mask, grid, params, load, tensors) -> None:
                 return
             raise AttncompError(f"index {pos} of {node.arg.name} is `{sub}`, which may take values "
                                 f"{lo.min():.0f}..{hi.max():.0f} outside 0..{shape[pos] - 1}",
-                                hint="clamp it so the mask never reads outside the tensor", variant=program.name)
+                                hint="Clamp it so the mask never reads outside the tensor", variant=program.name)
 
 
 @api_boundary
