@@ -182,14 +182,6 @@ def padded_mask(mask: E.Expr | None, q_len: int, kv_len: int) -> E.Expr:
     return E.binary("and", inside, clamped)
 
 
-def why_not_flex(program: Program) -> str | None:
-    """None if FlexAttention can run ``program``, else the reason."""
-    parts, why = match_softmax(program)
-    if parts is None:
-        return why
-    return None
-
-
 class FlexKernel:
     """``kernel(q, k, v, **tensors)`` through ``torch.nn.attention.flex_attention``.
 
@@ -208,8 +200,8 @@ class FlexKernel:
     def __init__(self, spec: Program, block: int | tuple[int, int] = 128, compiled: bool = True):
         where = user_location()
         program = optimize(spec, fold_params=False)
-        reason = why_not_flex(program)
-        if reason is not None:
+        parts, reason = match_softmax(program)
+        if parts is None:
             raise UnsupportedError(located(
                 f"{spec.name}: FlexAttention computes softmax(score_mod(Q K^T * scale)) V under a mask, with one "
                 f"softmax and one Q/K/V; this Program is not that: {reason}. Use backend='triton' (which lowers "
