@@ -73,3 +73,16 @@ def float_exprs(max_leaves: int = 10):
         pick = st.tuples(bool_exprs(4, allow_loads=False), children, children).map(lambda t: E.where(*t))
         return st.one_of(binop, unop, pick)
     return st.recursive(leaf, extend, max_leaves=max_leaves)
+
+
+def and_or_masks(max_leaves: int = 7):
+    """Masks that are ``&``/``|`` trees of integer comparisons, linear ones over ``m, n``
+    among them: the shape of most real masks (read once, or with a comparison repeated)."""
+    linear = st.recursive(st.one_of(st.sampled_from("mn").map(E.var), st.integers(-5, 5).map(E.const)),
+                          lambda c: st.tuples(st.sampled_from(["add", "sub", "mul"]), c,
+                                              st.one_of(c, st.integers(-3, 3).map(E.const))).map(lambda t: E.binary(*t)),
+                          max_leaves=5)
+    ints = st.one_of(linear, int_exprs(4))
+    compare = st.tuples(st.sampled_from(sorted(E.COMPARE)), ints, ints).map(lambda t: E.binary(*t))
+    return st.recursive(compare, lambda c: st.tuples(st.sampled_from(["and", "or"]), c, c).map(lambda t: E.binary(*t)),
+                        max_leaves=max_leaves)

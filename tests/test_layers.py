@@ -11,7 +11,6 @@ counts, unless its line says ``# late import`` (and why).
 import ast
 import os
 
-import networkx as nx
 import pytest
 
 import attncomp
@@ -40,9 +39,13 @@ def imports(name: str, path: str, is_package: bool, known) -> list[tuple[str, in
         source = fh.read()
     lines = source.splitlines()
     package = name if is_package else name.rpartition(".")[0]
+    tree = ast.parse(source, path)
+    # imports under `if TYPE_CHECKING:` are for annotations only and never run
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test).endswith(
+        "TYPE_CHECKING") for stmt in block.body for n in ast.walk(stmt)}
     out = []
-    for node in ast.walk(ast.parse(source, path)):
-        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in typing_only:
             continue
         late = "# late import" in lines[node.lineno - 1]
         if isinstance(node, ast.Import):
@@ -83,12 +86,27 @@ def violations(edges) -> list[str]:
 
 
 def ir_cycles(edges) -> list[list[str]]:
-    g = nx.DiGraph()
+    """The import cycles inside attncomp.ir, as the modules of each strongly connected
+    component with more than one member (two modules are in one when each reaches the other)."""
+    graph: dict[str, set[str]] = {}
     for src, targets in edges.items():
         for target, _, late in targets:
             if inside(src, "attncomp.ir") and inside(target, "attncomp.ir") and not late and target != src:
-                g.add_edge(src, target)
-    return sorted(sorted(c) for c in nx.simple_cycles(g))
+                graph.setdefault(src, set()).add(target)
+
+    def reach(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in graph.get(stack.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    reached = {node: reach(node) for node in graph}
+    components = {tuple(sorted({node} | {o for o in reached[node] if node in reached.get(o, ())}))
+                  for node in graph}
+    return sorted(list(c) for c in components if len(c) > 1)
 
 
 def test_ir_imports_nothing_above_it():

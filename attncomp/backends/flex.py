@@ -184,14 +184,6 @@ def padded_mask(mask: E.Expr | None, q_len: int, kv_len: int) -> E.Expr:
     return E.binary("and", inside, clamped)
 
 
-def why_not_flex(program: Program) -> str | None:
-    """None if FlexAttention can run ``program``, else the reason."""
-    parts, why = match_softmax(program)
-    if parts is None:
-        return why
-    return None
-
-
 @register("flex", "FlexAttention")
 class FlexKernel(Kernel):
     """``kernel(q, k, v, **tensors)`` through ``torch.nn.attention.flex_attention``.
@@ -209,8 +201,8 @@ class FlexKernel(Kernel):
     def __init__(self, spec: Program | Plan, block: int | tuple[int, int] = 128, compiled: bool = True):
         super().__init__(spec)
         program = self.program
-        reason = why_not_flex(program)
-        if reason is not None:
+        parts, reason = match_softmax(program)
+        if parts is None:
             raise UnsupportedError(f"FlexAttention computes softmax(score_mod(Q K^T * scale)) V under a mask, with "
                                    f"one softmax and one Q/K/V; this Program is not that: {reason}",
                                    hint="Use backend='triton' (which lowers cascades) or backend='reference'",

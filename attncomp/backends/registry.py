@@ -44,7 +44,10 @@ class Kernel(abc.ABC):
 
     @api_boundary
     def __call__(self, *args: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
-        return self.run(bind(self.program, args, tensors))
+        # Bound against the spec as written, not the optimized program: a runtime tensor that
+        # the passes proved unread (a dead equation, a folded-away load) is still a valid
+        # argument, checked the same way on every backend.
+        return self.run(bind(self.spec, args, tensors))
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import networkx as nx
-
 from ..errors import CascadeError, api_boundary
+from .dataflow import Dataflow, dataflow
 from .expr import Expr, TensorDecl, param, substitute, walk
 
 
@@ -113,29 +112,10 @@ class Program:
         out.update({e.name: e.letters for e in self.eqns})
         return out
 
-    def graph(self) -> nx.DiGraph:
-        """The dataflow DAG: a node per tensor (kind input/runtime/intermediate/output/mask),
-        an edge from each tensor read to the tensor (or mask) computed from it."""
-        g = nx.DiGraph()
-        for i in self.inputs:
-            g.add_node(i.name, kind="input", letters=i.letters)
-        for t in self.tensors.values():
-            g.add_node(t.name, kind="runtime", dims=t.dims, dtype=t.dtype)
-        targets = [(e.name, e.rhs, e.letters) for e in self.eqns]
-        if self.mask is not None:
-            targets.append(("mask", self.mask, ("b", "h", "m", "n")))
-        for name, rhs, letters in targets:
-            kind = "mask" if name == "mask" else ("output" if name == self.output else "intermediate")
-            g.add_node(name, kind=kind, letters=letters, expr=rhs)
-            for node in walk(rhs):
-                if node.op == "ref":
-                    g.add_edge(node.arg, name)
-                elif node.op == "load":
-                    g.add_edge(node.arg.name, name)
-        if self.mask is not None:
-            for e in self.eqns:
-                g.add_edge("mask", e.name)
-        return g
+    def dataflow(self) -> Dataflow:
+        """The dataflow DAG: what each equation (and the mask) reads, and the orders to
+        walk it in (see :mod:`attncomp.ir.dataflow`)."""
+        return dataflow(self)
 
     # --- rewriting -------------------------------------------------------------------------
 

@@ -60,11 +60,6 @@ class TileWork:
     softmax_terms: int    # online softmaxes per tile (0 for sigmoid / linear attention)
     mask_ops: int         # ops in the mask expression, for reports
 
-    @property
-    def useful_flops_per_pair(self) -> float:
-        """Tensor FLOPs per kept (q, kv) pair: 4 D for softmax attention."""
-        return self.tensor_flops
-
 
 def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hoisted: bool = True) -> tuple[float, float]:
     """(SFU, ALU) work per tile of the nodes of ``expr`` that vary with the key index ``n``

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import attncomp as ac
+from attncomp.ir.passes import eliminate_dead, optimize
 
 B, H, Sq, Skv, D = 2, 3, 45, 61, 8
 
@@ -119,17 +120,37 @@ def test_max_and_sum_reductions_and_runtime_bias(t):
     torch.testing.assert_close(out, expected)
 
 
-def test_dataflow_graph():
+def test_dataflow():
     spec = ac.variants.differential()
-    g = spec.graph()
-    assert g.nodes["O"]["kind"] == "output"
-    assert g.nodes["Q1"]["kind"] == "input"
-    assert set(g.predecessors("O")) == {"P1", "P2", "V", "mask"}
-    assert list(g.successors("S1")) == ["P1"]
-    import networkx as nx
-    assert nx.is_directed_acyclic_graph(g)
-    order = list(nx.topological_sort(g))
-    assert order.index("S1") < order.index("P1") < order.index("O")
+    flow = spec.dataflow()
+    assert flow.kinds["O"] == "output" and flow.kinds["Q1"] == "input" and flow.kinds["mask"] == "mask"
+    assert set(flow.reads["O"]) == {"P1", "P2", "V", "mask"}
+    assert flow.readers("S1") == ("P1",) and flow.readers("mask") == ("S1", "S2", "P1", "P2", "O")
+    assert flow.reverse_order() == ("O", "P2", "P1", "S2", "S1")
+    assert flow.live() == set(flow.kinds)
+    assert eliminate_dead(spec) is spec
+
+
+def test_dead_equations_are_eliminated(t):
+    live = """
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]
+        O[b,h,m,e] = softmax[n](S * scale) * V[b,h,n,e]
+    """
+    spec = ac.cascade(live.replace("        O[", """        tensor bias[H, 200]: float32
+        T[b,h,m,n] = exp(S) + bias[h, m - n + 100]
+        U[b,h,m,n] = T * 2.0
+        O["""), mask=causal)
+    flow = spec.dataflow()
+    assert flow.kinds["bias"] == "runtime" and flow.readers("T") == ("U",)
+    assert flow.live() == {"O", "S", "Q", "K", "V", "mask"}
+    assert flow.reverse_order() == ("O", "S")
+    pruned = eliminate_dead(spec)
+    assert pruned == ac.cascade(live, mask=causal) and eliminate_dead(pruned) is pruned
+    assert optimize(spec) == optimize(pruned) and "bias" not in pruned.tensors
+    q, k, v = t(B, H, Sq, D), t(B, H, Skv, D), t(B, H, Skv, D)
+    table = torch.randn(H, 200, dtype=torch.float32)
+    torch.testing.assert_close(ac.compile(spec)(q, k, v, bias=table), ac.compile(pruned)(q, k, v))
+    assert ac.simulate(spec).time_s == ac.simulate(pruned).time_s
 
 
 def test_attention_is_a_cascade():

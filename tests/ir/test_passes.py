@@ -1,9 +1,14 @@
 """Passes: hoisting -inf score mods into the mask, folding, sympy simplification."""
 
+import importlib
+import subprocess
+import sys
+from unittest import mock
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import bool_exprs
+from strategies import and_or_masks, bool_exprs
 from torch.nn.attention.flex_attention import and_masks
 
 import attncomp as ac
@@ -12,6 +17,7 @@ from attncomp.ir.evaluate import dense_mask
 from attncomp.ir.passes import fold, fold_expr, hoist_masks, optimize, simplify, simplify_mask
 from attncomp.ir.softmax import SoftmaxParts, softmax_program
 
+simplify_module = importlib.import_module("attncomp.ir.passes.simplify")
 DOC_VALUES = torch.randint(-3, 5, (3, 64), generator=torch.Generator().manual_seed(1)).to(torch.int32)
 HW_VALUES = torch.tensor([2, -1, 7, 0], dtype=torch.int32)
 
@@ -99,3 +105,29 @@ def test_optimize_preserves_the_mask(mask, q_len, kv_len):
     optimized = optimize(spec).mask
     after = dense_mask(optimized, q_len, kv_len, tensors, batch=3, heads=4)
     assert torch.equal(before, after)
+
+
+@settings(max_examples=400, deadline=None)
+@given(mask=and_or_masks())
+def test_skipping_sympy_gives_sympys_answer(mask):
+    fast = simplify_module.simplify_mask.__wrapped__(mask)
+    with mock.patch.object(simplify_module, "_cannot_shrink", lambda e, leaves: False):
+        assert simplify_module.simplify_mask.__wrapped__(mask) == fast
+
+
+def test_common_masks_are_analyzed_without_importing_sympy():
+    code = """if True:
+        import sys
+        import torch
+        import attncomp as ac
+        doc = torch.arange(4096, dtype=torch.int32) // 1000
+        def sliding_window(b, h, q_idx, kv_idx):
+            return (q_idx >= kv_idx) & (q_idx - kv_idx < 1024)
+        def document(b, h, q_idx, kv_idx):
+            return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+        for mask in (sliding_window, document, lambda b, h, q_idx, kv_idx: q_idx >= kv_idx):
+            ac.analyze(ac.attention(mask=mask), 4096, block=128)
+        print(sorted(m for m in ("sympy", "numpy.ma") if m in sys.modules))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

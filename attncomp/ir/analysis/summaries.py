@@ -51,7 +51,7 @@ class RangeTable:
         k = np.floor(np.log2(np.maximum(ghi - glo + 1, 1))).astype(np.int64)
         out_lo = np.empty(lo.shape)
         out_hi = np.empty(lo.shape)
-        for level in np.unique(k):
+        for level in np.flatnonzero(np.bincount(k.ravel())):  # the levels used (not np.unique: it imports numpy.ma)
             sel = k == level
             width = 1 << int(level)
             for out, table, combine in ((out_lo, tables[0], np.minimum), (out_hi, tables[1], np.maximum)):

@@ -1,20 +1,23 @@
 """Passes over Programs. Each returns the same object when nothing changed.
 
+- :func:`eliminate_dead`: equations whose results never reach the output are dropped
 - :func:`hoist_masks`: ``where(c, score, -inf)`` in a softmax score mod becomes mask ``c``
 - :func:`fold`: parameters and integer/boolean constants folded, exact identities applied
-- :func:`simplify`: sympy-canonical comparisons and boolean skeleton of the mask
+- :func:`simplify`: canonical comparisons and (with sympy) boolean skeleton of the mask
 """
 
 from ..program import Program
+from .dead import eliminate_dead
 from .fold import fold, fold_expr
 from .hoist import hoist_masks
 from .simplify import simplify, simplify_mask
 
-__all__ = ["fold", "fold_expr", "hoist_masks", "optimize", "simplify", "simplify_mask"]
+__all__ = ["eliminate_dead", "fold", "fold_expr", "hoist_masks", "optimize", "simplify", "simplify_mask"]
 
 
 def optimize(program: Program, fold_params: bool = True) -> Program:
-    """All passes in order: hoist, fold (with parameters, by default), simplify, fold.
+    """All passes in order: dead equations, hoist, fold (with parameters, by default),
+    simplify, fold.
 
     >>> import attncomp as ac
     >>> from torch.nn.attention.flex_attention import and_masks
@@ -22,4 +25,4 @@ def optimize(program: Program, fold_params: bool = True) -> Program:
     >>> print(optimize(ac.attention(mask=and_masks(causal, causal))).mask)
     m >= n
     """
-    return fold(simplify(fold(hoist_masks(program), fold_params)), fold_params)
+    return fold(simplify(fold(hoist_masks(eliminate_dead(program)), fold_params)), fold_params)

@@ -1,13 +1,20 @@
-"""Canonicalize masks with sympy's algebra (never used to generate code).
+"""Canonicalize masks (never used to generate code).
 
 Two rewrites, each kept only when it makes the expression smaller:
 
 - comparisons between integer expressions become ``linear form OP constant`` after
   moving everything to one side and collecting terms (``(q - 5) - (kv - 5) >= 0`` is
   ``q >= kv``); non-linear parts (``//``, ``%``, loads, ``abs``, ``min``, ``max``) are
-  opaque atoms, so sympy only ever rearranges integer-linear sums;
-- the boolean skeleton (comparisons as atoms) goes through ``simplify_logic`` when it has
-  few atoms (``(a & b) | a`` is ``a``).
+  opaque atoms, so collecting terms is exact integer arithmetic on coefficients;
+- the boolean skeleton (comparisons as atoms) goes through sympy's ``simplify_logic``
+  when it has few atoms (``(a & b) | a`` is ``a``) and minimizing could shrink it.
+
+A skeleton of ``&`` and ``|`` that reads each atom once (no ``~``, ``^`` or constants)
+skips sympy when the answer is known without it: its function depends on every atom and
+is unate in each, so sympy's two-level form holds every atom, in the polarity it has here,
+and is no smaller unless the atoms' own rewrites are (see ``_cannot_shrink``). That covers
+the common masks (causal, windows, documents, neighborhoods) and keeps sympy's import and
+first use (about 0.3 s) off a user's first analysis.
 """
 
 from __future__ import annotations
@@ -15,85 +22,93 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 
-import sympy
-
 from .. import expr as E
 from ..program import Program
 from ..rewrite import Pat, Rules, graph_rewrite
 
 MAX_LOGIC_ATOMS = 6
-_REL = {"lt": sympy.StrictLessThan, "le": sympy.LessThan, "gt": sympy.StrictGreaterThan,
-        "ge": sympy.GreaterThan, "eq": sympy.Eq, "ne": sympy.Ne}
+LOGIC = ("and", "or", "xor")
 
 
 def size(e: E.Expr) -> int:
     return sum(1 for _ in E.walk(e))
 
 
+def _combine(a: dict, b: dict, k: int = 1) -> dict:
+    """``a + k * b`` for linear forms ``{atom number or None (the constant): coefficient}``."""
+    out = dict(a)
+    for key, coeff in b.items():
+        out[key] = out.get(key, 0) + k * coeff
+        if not out[key]:
+            del out[key]
+    return out
+
+
+def _term_order(term: tuple) -> tuple:
+    """Terms sorted by their printed text (``-2*a1`` < ``-a0`` < ``2*a0`` < ``a0``), the
+    constant last: a fixed order, so equal forms build equal Exprs."""
+    key, coeff = term
+    if key is None:
+        return True, str(coeff)
+    name = f"a{key}"
+    return False, name if coeff == 1 else f"-{name}" if coeff == -1 else f"{coeff}*{name}"
+
+
 class _Atoms:
-    """Opaque sympy symbols for non-linear integer subexpressions, and back."""
+    """Numbered opaque atoms (``a0``, ``a1``...) for non-linear integer subexpressions."""
 
     def __init__(self):
-        self.to_sym: dict[E.Expr, sympy.Symbol] = {}
-        self.to_expr: dict[sympy.Symbol, E.Expr] = {}
+        self.number: dict[E.Expr, int] = {}
+        self.exprs: list[E.Expr] = []
 
-    def symbol(self, e: E.Expr) -> sympy.Symbol:
-        if e not in self.to_sym:
-            s = sympy.Symbol(f"a{len(self.to_sym)}", integer=True)
-            self.to_sym[e], self.to_expr[s] = s, e
-        return self.to_sym[e]
+    def atom(self, e: E.Expr) -> dict:
+        if e not in self.number:
+            self.number[e] = len(self.exprs)
+            self.exprs.append(e)
+        return {self.number[e]: 1}
 
-    def linear(self, e: E.Expr):
-        if e.op == "const" and e.dtype == E.INT:
-            return sympy.Integer(e.arg)
-        if e.op in ("add", "sub") and e.dtype == E.INT:
-            a, b = self.linear(e.src[0]), self.linear(e.src[1])
-            return a + b if e.op == "add" else a - b
-        if e.op == "neg" and e.dtype == E.INT:
-            return -self.linear(e.src[0])
-        if e.op == "mul" and e.dtype == E.INT and any(s.op == "const" for s in e.src):
+    def linear(self, e: E.Expr) -> dict:
+        if e.dtype != E.INT:
+            return self.atom(e)
+        if e.op == "const":
+            return {None: int(e.arg)} if e.arg else {}
+        if e.op in ("add", "sub"):
+            return _combine(self.linear(e.src[0]), self.linear(e.src[1]), 1 if e.op == "add" else -1)
+        if e.op == "neg":
+            return _combine({}, self.linear(e.src[0]), -1)
+        if e.op == "mul" and any(s.op == "const" for s in e.src):
             k, x = (e.src[0], e.src[1]) if e.src[0].op == "const" else (e.src[1], e.src[0])
-            return sympy.Integer(int(k.arg)) * self.linear(x)
-        return self.symbol(e)
+            return _combine({}, self.linear(x), int(k.arg))
+        return self.atom(e)
 
-    def build(self, poly) -> E.Expr:
-        """An Expr for an integer-linear sympy expression (terms in a stable order)."""
+    def build(self, form: dict) -> E.Expr:
+        """An Expr for a linear form."""
         out = None
-        terms = sorted(poly.as_ordered_terms(), key=lambda t: (t.is_number, str(t)))
-        for term in terms:
-            coeff, rest = term.as_coeff_Mul()
-            coeff = int(coeff)
-            if rest == 1:
-                piece, sign = E.const(abs(coeff)), coeff < 0
-            else:
-                piece = self.to_expr[rest]
-                if abs(coeff) != 1:
-                    piece = E.binary("mul", E.const(abs(coeff)), piece)
-                sign = coeff < 0
+        for key, coeff in sorted(form.items(), key=_term_order):
+            piece = E.const(abs(coeff)) if key is None else self.exprs[key]
+            if key is not None and abs(coeff) != 1:
+                piece = E.binary("mul", E.const(abs(coeff)), piece)
             if out is None:
-                out = E.unary("neg", piece) if sign else piece
+                out = E.unary("neg", piece) if coeff < 0 else piece
             else:
-                out = E.binary("sub" if sign else "add", out, piece)
+                out = E.binary("sub" if coeff < 0 else "add", out, piece)
         return out if out is not None else E.const(0)
 
 
 def _linear_form(e: E.Expr, atoms: _Atoms):
     """``e`` (an integer comparison) as ``(body, const, kind, positive)`` meaning
     ``body >= const`` (kind "ge") or ``body == const`` (kind "eq"), negated when not
-    ``positive``; ``body`` is integer-linear with a positive leading coefficient."""
-    a, b = e.src
-    diff = sympy.expand(atoms.linear(a) - atoms.linear(b))
-    const, body = diff.as_coeff_Add()
-    const = -int(const)  # e: body OP const
+    ``positive``; ``body`` is a linear form whose first-named atom has a positive coefficient."""
+    body = _combine(atoms.linear(e.src[0]), atoms.linear(e.src[1]), -1)
+    const = -body.pop(None, 0)  # e: body OP const
     op = e.op
     if op in ("eq", "ne"):
         kind, positive = "eq", op == "eq"
     else:  # strict integer inequalities shift by one: x < c  <=>  ~(x >= c),  x > c  <=>  x >= c + 1
         kind = "ge"
         const, positive = {"ge": (const, True), "gt": (const + 1, True), "lt": (const, False), "le": (const + 1, False)}[op]
-    leading = min(sympy.Add.make_args(body), key=lambda t: str(t.as_coeff_Mul()[1])) if body != 0 else None
-    if leading is not None and leading.as_coeff_Mul()[0] < 0:
-        body = -body  # body >= c  <=>  -body <= -c  <=>  ~(-body >= -c + 1)
+    if body and body[min(body, key=lambda i: f"a{i}")] < 0:
+        body = {i: -c for i, c in body.items()}  # body >= c  <=>  -body <= -c  <=>  ~(-body >= -c + 1)
         if kind == "ge":
             const, positive = -const + 1, not positive
         else:
@@ -101,17 +116,17 @@ def _linear_form(e: E.Expr, atoms: _Atoms):
     return body, const, kind, positive
 
 
-def _comparison(body, const: int, kind: str, positive: bool, atoms: _Atoms) -> E.Expr:
+def _comparison(body: dict, const: int, kind: str, positive: bool, atoms: _Atoms) -> E.Expr:
     """The smallest Expr for ``body >= const`` / ``body == const`` (or their negation)."""
-    if body == 0:
+    if not body:
         truth = (0 >= const) if kind == "ge" else (0 == const)
         return E.const(truth == positive)
     op = {("ge", True): "ge", ("ge", False): "lt", ("eq", True): "eq", ("eq", False): "ne"}[kind, positive]
     candidates = [E.binary(op, atoms.build(body), E.const(int(const)))]
-    pos = sum((t for t in sympy.Add.make_args(body) if t.as_coeff_Mul()[0] > 0), sympy.Integer(0))
-    neg = pos - body
-    if neg != 0 and pos != 0:
-        candidates.append(E.binary(op, atoms.build(pos), atoms.build(neg + const)))
+    pos = {i: c for i, c in body.items() if c > 0}
+    neg = {i: -c for i, c in body.items() if c < 0}
+    if neg and pos:
+        candidates.append(E.binary(op, atoms.build(pos), atoms.build(_combine(neg, {None: const}))))
     return min(candidates, key=size)
 
 
@@ -127,48 +142,80 @@ def _logic(e: E.Expr) -> E.Expr:
     """Minimize the boolean skeleton; integer comparisons that differ only by negation or
     by an equivalent rearrangement become one atom."""
     lin = _Atoms()
-    keys: dict = {}
-    symbols: dict = {}
+    forms: dict = {}  # atom key of a comparison -> (body, const, kind)
+    numbers: dict = {}  # atom key -> its number, in order of first use
+    leaves: list = []  # (key, positive) for each atom occurrence
+    tags: set = set()
 
-    def atom(x: E.Expr):
+    def skeleton(x: E.Expr) -> tuple:
+        if x.op in LOGIC and x.dtype == E.BOOL:
+            tags.add(x.op)
+            return x.op, skeleton(x.src[0]), skeleton(x.src[1])
+        if x.op == "invert" and x.dtype == E.BOOL:
+            tags.add("invert")
+            return "invert", skeleton(x.src[0])
+        if x.op == "const" and x.dtype == E.BOOL:
+            tags.add("const")
+            return "const", bool(x.arg)
         if x.op in E.COMPARE and x.src[0].dtype == E.INT and x.src[1].dtype == E.INT:
             body, const, kind, positive = _linear_form(x, lin)
-            key = (sympy.srepr(body), const, kind)
-            keys.setdefault(key, (body, const, kind))
+            key = (tuple(sorted(body.items())), const, kind)
+            forms.setdefault(key, (body, const, kind))
         else:
             key, positive = x, True
-        if key not in symbols:
-            symbols[key] = sympy.Symbol(f"c{len(symbols)}")
-        return symbols[key] if positive else sympy.Not(symbols[key])
+        numbers.setdefault(key, len(numbers))
+        leaves.append((key, positive))
+        return "atom", key, positive
 
-    def to_sym(x: E.Expr):
-        if x.op in ("and", "or", "xor") and x.dtype == E.BOOL:
-            f = {"and": sympy.And, "or": sympy.Or, "xor": sympy.Xor}[x.op]
-            return f(to_sym(x.src[0]), to_sym(x.src[1]))
-        if x.op == "invert" and x.dtype == E.BOOL:
-            return sympy.Not(to_sym(x.src[0]))
-        if x.op == "const" and x.dtype == E.BOOL:
-            return sympy.true if x.arg else sympy.false
-        return atom(x)
-
-    skeleton = to_sym(e)
-    if len(symbols) > MAX_LOGIC_ATOMS:
-        return e
-    back = {sym: key for key, sym in symbols.items()}
-
-    def leaf(sym, positive: bool) -> E.Expr:
-        key = back[sym]
-        if key in keys:
-            return _comparison(*keys[key][:3], positive, lin)
+    def leaf(key, positive: bool) -> E.Expr:
+        if key in forms:
+            return _comparison(*forms[key], positive, lin)
         return key if positive else E.unary("invert", key)
+
+    tree = skeleton(e)
+    if len(numbers) > MAX_LOGIC_ATOMS:
+        return e
+    if tags <= {"and", "or"} and len(leaves) == len(numbers) and _cannot_shrink(e, [leaf(*kp) for kp in leaves]):
+        return e
+    best = _minimized(tree, numbers, leaf)
+    return best if size(best) < size(e) else e
+
+
+def _cannot_shrink(e: E.Expr, leaves: list[E.Expr]) -> bool:
+    """Whether sympy's form of ``e``, a read-once skeleton over ``leaves`` (each rewritten
+    in e's polarity), is provably no smaller than ``e``: it holds every leaf and at least
+    n - 1 logic nodes over the n leaves, nodes of no leaf when the leaves hold no logic."""
+    nodes = {node for x in leaves for node in E.walk(x)}
+    return not any(node.op in LOGIC for node in nodes) and len(nodes) + len(leaves) - 1 >= size(e)
+
+
+def _minimized(tree: tuple, numbers: dict, leaf) -> E.Expr:
+    """The skeleton ``tree`` through sympy's ``simplify_logic``, its atoms back as Exprs."""
+    import sympy  # late import!  about 0.3 s, paid only by skeletons minimizing could shrink
+
+    symbols = [sympy.Symbol(f"c{i}") for i in range(len(numbers))]
+    keys = list(numbers)
+    functions = {"and": sympy.And, "or": sympy.Or, "xor": sympy.Xor}
+
+    def to_sym(t: tuple):
+        if t[0] == "atom":
+            s = symbols[numbers[t[1]]]
+            return s if t[2] else sympy.Not(s)
+        if t[0] == "const":
+            return sympy.true if t[1] else sympy.false
+        if t[0] == "invert":
+            return sympy.Not(to_sym(t[1]))
+        return functions[t[0]](to_sym(t[1]), to_sym(t[2]))
 
     def from_sym(s):
         if s is sympy.true or s is sympy.false:
             return E.const(bool(s))
         if isinstance(s, sympy.Symbol):
-            return leaf(s, True)
+            return leaf(keys[symbols.index(s)], True)
         if isinstance(s, sympy.Not):
-            return leaf(s.args[0], False) if isinstance(s.args[0], sympy.Symbol) else E.unary("invert", from_sym(s.args[0]))
+            if isinstance(s.args[0], sympy.Symbol):
+                return leaf(keys[symbols.index(s.args[0])], False)
+            return E.unary("invert", from_sym(s.args[0]))
         op = {sympy.And: "and", sympy.Or: "or", sympy.Xor: "xor"}[type(s)]
         args = sorted((from_sym(a) for a in s.args), key=str)
         out = args[0]
@@ -176,8 +223,7 @@ def _logic(e: E.Expr) -> E.Expr:
             out = E.binary(op, out, a)
         return out
 
-    best = from_sym(sympy.simplify_logic(skeleton, force=False))
-    return best if size(best) < size(e) else e
+    return from_sym(sympy.simplify_logic(to_sym(tree), force=False))
 
 
 COMPARISONS = Rules([(Pat(E.COMPARE, name="e"), _canonical_comparison)])
