@@ -36,7 +36,7 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_mask(name: str, length: int):
+def make_mask(name: str, length: int, na_kernel: int = 13):
     """The mask_mod a FlexAttention user would write, and its captured data."""
     import torch
 
@@ -61,7 +61,7 @@ def make_mask(name: str, length: int):
         return document
     if name == "na2d_tiled":
         H, W = NA_GRID[length]
-        TH, TW, K = 16, 8, 13  # a 128-token block is one 16 x 8 tile of the image
+        TH, TW, K = 16, 8, na_kernel  # a 128-token block is one 16 x 8 tile of the image
 
         def na2d_tiled(b, h, q_idx, kv_idx):
             def coords(idx):

@@ -38,7 +38,7 @@ def other_mask(name: str, length: int):
     if name == "document":
         doc = torch.arange(length, dtype=torch.int32) // 3000
         return lambda b, h, q_idx, kv_idx: (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
-    return make_mask(name, length // 4 * 4)  # the same code traced again: a new closure
+    return make_mask(name, length, na_kernel=9)
 
 
 def child(method: str, mask: str) -> dict:
