@@ -111,3 +111,17 @@ def plan_of(spec: Program | Plan) -> Plan:
         return spec
     bindings = tuple((name, id(t)) for name, t in spec.bindings)
     return _PLANS.get((spec, spec.name, spec.source, bindings), lambda: Plan(spec))
+
+
+def clear_plans() -> None:
+    """Forget every plan (and so every cached layout): the next call of any spec runs the
+    passes and the analysis again, as in a fresh process.
+
+    >>> import attncomp as ac
+    >>> spec = ac.variants.causal()
+    >>> p = plan_of(spec)
+    >>> clear_plans()
+    >>> plan_of(spec) is p
+    False
+    """
+    _PLANS.clear()
