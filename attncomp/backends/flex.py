@@ -25,6 +25,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import UnsupportedError
+from ..ir.dtypes import refuse_unfaithful
 from ..ir import expr as E
 from ..ir.analysis import analyze
 from ..ir.plan import Plan
@@ -36,6 +37,7 @@ from .flex_blockmask import to_block_mask
 from .modules import load_module
 from .registry import Kernel, register
 from .torch_syntax import constant_name, torch_code, torch_lets
+from .triton.syntax import int64_where_needed
 
 
 def _signature(names) -> str:
@@ -86,6 +88,8 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
     if mask_line:
         lines += ["        if padded:", "            inside = (q_idx < q_len) & (kv_idx < kv_len)"]
         lines += [f"            {c}" for c in _clamps(parts.mask)]
+        if int64_where_needed(parts.mask) != parts.mask:  # compiled flex passes int32 indices
+            lines += ["        b, h, q_idx, kv_idx = b.long(), h.long(), q_idx.long(), kv_idx.long()  # as torch's"]
         lets, text = torch_lets(parts.mask)
         lines += [f"        {name} = {value}" for name, value in lets]
         lines += [f"        keep = {text}", "        return inside & keep if padded else keep", ""]
@@ -168,6 +172,17 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _refuse_tensor_powers(mask: E.Expr | None, variant: str) -> None:
+    """Inductor cannot lower ``x ** y`` with a tensor exponent inside a mask_mod
+    ("Buffers cannot be created while lowering a pointwise subgraph"): say so at compile
+    time instead of failing inside torch.compile."""
+    for node in E.walk(mask) if mask is not None else ():
+        if node.op == "pow" and node.src[1].op not in ("const", "param"):
+            raise UnsupportedError(f"the mask raises to a tensor power (`{torch_code(node)}`), which compiled "
+                                   "FlexAttention cannot lower inside a mask_mod", variant=variant,
+                                   hint="Use backend='triton', backend='reference', or flex with compiled=False")
+
+
 def bucket(n: int) -> int:
     """The padded length the generated ``run`` uses for true length ``n``."""
     return max(128, 1 << (n - 1).bit_length())
@@ -207,6 +222,9 @@ class FlexKernel(Kernel):
                                    f"one softmax and one Q/K/V; this Program is not that: {reason}",
                                    hint="Use backend='triton' (which lowers cascades) or backend='reference'",
                                    variant=self.spec.name)
+        if compiled:  # eager FlexAttention runs torch's own ops, which are the meaning
+            refuse_unfaithful(program.mask, "compiled FlexAttention", self.spec.name)
+            _refuse_tensor_powers(program.mask, self.spec.name)
         self.block = (block, block) if isinstance(block, int) else tuple(block)
         self.compiled = compiled
         self.source = generate_source(program, self.block)

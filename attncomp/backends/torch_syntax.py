@@ -2,9 +2,7 @@
 
 torch's ``//`` and ``%`` on integer tensors already floor like Python, so they print as
 themselves. What needs care: ``min``/``max`` (``torch.minimum`` wants two tensors, so a
-constant bound prints as ``torch.clamp``), booleans in arithmetic (torch adds two bools
-as a logical or; the IR counts them as 0/1, so they are cast with ``.long()``), ``~`` on
-integers (bitwise) versus booleans (logical), ``int(x)`` (truncation, ``.long()``) and
+constant bound prints as ``torch.clamp``), ``~`` on integers (bitwise) versus booleans (logical), ``int(x)`` (truncation, ``.long()``) and
 infinities (``float("inf")``). Parameters print as module constants in capitals.
 """
 
@@ -23,8 +21,6 @@ TORCH_CALLS = {
     Op.ELU: "torch.nn.functional.elu", Op.SOFTPLUS: "torch.nn.functional.softplus",
     Op.LOGSIGMOID: "torch.nn.functional.logsigmoid", Op.FLOOR: "torch.floor", Op.CEIL: "torch.ceil", Op.WHERE: "torch.where",
 }
-# Arithmetic whose boolean operands must be cast to 0/1 first.
-ARITH = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV, Op.MOD, Op.POW, Op.NEG, Op.ABS, Op.MINIMUM, Op.MAXIMUM})
 
 
 def constant_name(param: str) -> str:
@@ -69,12 +65,6 @@ def torch_syntax() -> Syntax:
     return syntax
 
 
-def _cast_bools(e: E.Expr) -> E.Expr | None:
-    if e.dtype == E.BOOL or not any(s.dtype == E.BOOL for s in e.src):
-        return None
-    return e.with_src(tuple(E.unary("int", s) if s.dtype == E.BOOL else s for s in e.src))
-
-
 def _float_operand(e: E.Expr) -> E.Expr | None:
     x = e.src[0]
     if e.op == Op.FLOAT or e.dtype != E.FLOAT or x.dtype == E.FLOAT:
@@ -82,18 +72,17 @@ def _float_operand(e: E.Expr) -> E.Expr | None:
     return e.with_src((E.unary("float", x),))
 
 
-CASTS = Rules([(Pat(ARITH, name="e"), _cast_bools), (Pat(E.UNARY, name="e"), _float_operand)])
+CASTS = Rules([(Pat(E.UNARY, name="e"), _float_operand)])
 
 
 def explicit_casts(expr: E.Expr) -> E.Expr:
-    """Every boolean operand of arithmetic as an explicit ``int(...)``: 0 or 1, as in
-    Python (torch adds two bools as a logical or; Triton would keep an int1); and every
-    integer operand of float math (``exp``, ``elu``...) as ``float(...)``, which torch's
-    ``elu`` and Triton's ``tl.exp`` need.
+    """Every integer operand of float math (``exp``, ``elu``...) as ``float(...)``, the
+    float32 torch computes it in, which Triton's ``tl.exp`` needs. (Bool arithmetic needs
+    no cast: the IR means torch's, where ``bool + bool`` is a logical or.)
 
     >>> from attncomp.ir.expr import var, binary, unary
     >>> str(explicit_casts(unary("exp", binary("add", var("m"), binary("ge", var("m"), var("n"))))))
-    'exp(float(m + int(m >= n)))'
+    'exp(float(m + (m >= n)))'
     """
     return graph_rewrite(expr, CASTS)
 

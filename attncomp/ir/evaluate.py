@@ -6,20 +6,22 @@ letters take the integer values given in ``Env.index`` (a range of query rows, t
 corners of tiles, ...), so the same evaluator serves the dense reference backend and the
 brute-force check of tiles the sparsity analysis cannot decide.
 
-Semantics are Python's: ``//`` and ``%`` floor, bools count as 0/1 in arithmetic, ``/``
-is true division. Float math that feeds an integer (``int(...)``) is evaluated in
-float32, as kernels do, so every backend computes the same integers.
+Semantics are torch's: every op is its torch function on operands in the dtypes
+:mod:`attncomp.ir.dtypes` infers (indices int64, ``q_idx * 0.5`` float32, ``bool + bool``
+a logical or, integers wrapping at their width), Python numbers passed as Python numbers.
+Only the score and cascade tensors follow ``Env.float_dtype`` (float64 in the reference).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import AttncompError
+from . import dtypes as D
 from . import expr as E
 from .ops import Op
 
@@ -70,79 +72,28 @@ def apply_mask(v: Value, env: Env, fill: float) -> Value:
     return Value(torch.where(align(env.mask, letters), align(v, letters), fill), letters)
 
 
-def _as(v: torch.Tensor, kind: str, env: Env) -> torch.Tensor:
-    if kind == E.FLOAT:
-        return v if v.dtype == env.float_dtype else v.to(env.float_dtype)
-    if kind == E.INT:
-        return v if v.dtype == torch.int64 else v.to(torch.int64)
-    return v
+def _as_float(v: torch.Tensor, env: Env) -> torch.Tensor:
+    return v if v.dtype == env.float_dtype else v.to(env.float_dtype)
 
 
-def _div_guard(fn, a, b, env, divisor: E.Expr):
-    nonzero_const = divisor.op == "const" and divisor.arg != 0  # no tensor check needed
-    if env.checked and not nonzero_const and not b.is_floating_point() and bool((b == 0).any()):
-        raise AttncompError("integer division or modulo by zero", variant=env.variant)
-    return fn(a, b)
+def _checked_operands(e: E.Expr, env: Env, args: list[torch.Tensor]) -> None:
+    """The data-dependent errors torch would raise (or, for an integer ``x ** -1``, answer
+    with garbage on some devices): integer division by zero, negative integer powers."""
+    if not env.checked or e.op not in (Op.FLOORDIV, Op.MOD, Op.POW) or e.dtype == E.FLOAT:
+        return
+    b, divisor = args[1], e.src[1]
+    b_min = b if isinstance(b, (int, float)) else (b.min().item() if isinstance(b, torch.Tensor) and b.numel() else 1)
+    if e.op == Op.POW and b_min < 0:
+        raise AttncompError(f"an integer raised to a negative power: {e}", hint="Use float(x) ** y", variant=env.variant)
+    if e.op != Op.POW and not (divisor.op == Op.CONST and divisor.arg != 0):
+        zero = b == 0 if isinstance(b, (int, float)) else bool((b == 0).any())
+        if zero:
+            raise AttncompError("integer division or modulo by zero", variant=env.variant)
 
 
-def _int_pow(a, b, env):
-    if env.checked and not b.is_floating_point() and bool((b < 0).any()):
-        raise AttncompError("an integer raised to a negative power", hint="Use float(x) ** y", variant=env.variant)
-    return torch.pow(a, b)
-
-
-def _cast_to_result(fn):
-    """A pointwise torch function applied to its operands cast to the node's result type."""
-    return lambda e, env, *xs: fn(*(_as(x, e.dtype, env) for x in xs))
-
-
-def _compared(fn):
-    """A comparison, on operands cast to their common type (bools compare as ints)."""
-    def compare(e, env, a, b):
-        kind = E.promote(e.src[0].dtype, e.src[1].dtype, E.INT)
-        return fn(_as(a, kind, env), _as(b, kind, env))
-    return compare
-
-
-def _logical(logical, bitwise):
-    """Logical on bools, bitwise on integers."""
-    return lambda e, env, a, b: logical(a, b) if e.dtype == E.BOOL else bitwise(_as(a, E.INT, env), _as(b, E.INT, env))
-
-
-def _rounding(fn):
-    """floor/ceil: of a float, rounded; of an integer or bool, itself as an integer."""
-    return lambda e, env, x: fn(x) if e.src[0].dtype == E.FLOAT else _as(x, E.INT, env)
-
-
-def _division(fn):
-    def divide(e, env, a, b):
-        a, b = _as(a, e.dtype, env), _as(b, e.dtype, env)
-        return _div_guard(fn, a, b, env, e.src[1])
-    return divide
-
-
-# The meaning of each pointwise op: f(node, env, *operand tensors) -> tensor.
-POINTWISE = {
-    Op.ADD: _cast_to_result(torch.add), Op.SUB: _cast_to_result(torch.sub), Op.MUL: _cast_to_result(torch.mul),
-    Op.TRUEDIV: _cast_to_result(torch.true_divide),
-    Op.FLOORDIV: _division(lambda x, y: torch.div(x, y, rounding_mode="floor")), Op.MOD: _division(torch.remainder),
-    Op.POW: lambda e, env, a, b: _int_pow(_as(a, e.dtype, env), _as(b, e.dtype, env), env),
-    Op.MINIMUM: _cast_to_result(torch.minimum), Op.MAXIMUM: _cast_to_result(torch.maximum),
-    Op.LT: _compared(torch.lt), Op.LE: _compared(torch.le), Op.GT: _compared(torch.gt), Op.GE: _compared(torch.ge),
-    Op.EQ: _compared(torch.eq), Op.NE: _compared(torch.ne),
-    Op.AND: _logical(torch.logical_and, torch.bitwise_and), Op.OR: _logical(torch.logical_or, torch.bitwise_or),
-    Op.XOR: _logical(torch.logical_xor, torch.bitwise_xor),
-    Op.LSHIFT: _cast_to_result(torch.bitwise_left_shift), Op.RSHIFT: _cast_to_result(torch.bitwise_right_shift),
-    Op.NEG: _cast_to_result(torch.neg), Op.ABS: _cast_to_result(torch.abs),
-    Op.INVERT: lambda e, env, x: torch.logical_not(x) if e.src[0].dtype == E.BOOL else torch.bitwise_not(x),
-    Op.EXP: _cast_to_result(torch.exp), Op.EXP2: _cast_to_result(torch.exp2), Op.LOG: _cast_to_result(torch.log),
-    Op.LOG2: _cast_to_result(torch.log2), Op.SQRT: _cast_to_result(torch.sqrt), Op.TANH: _cast_to_result(torch.tanh),
-    Op.SIGMOID: _cast_to_result(torch.sigmoid), Op.RELU: _cast_to_result(torch.relu), Op.ELU: _cast_to_result(F.elu),
-    Op.SOFTPLUS: _cast_to_result(F.softplus), Op.LOGSIGMOID: _cast_to_result(F.logsigmoid),
-    Op.FLOOR: _rounding(torch.floor), Op.CEIL: _rounding(torch.ceil),
-    Op.FLOAT: lambda e, env, x: x.to(env.float_dtype), Op.INT: lambda e, env, x: x.to(torch.int64),
-    Op.WHERE: lambda e, env, c, a, b: torch.where(c, _as(a, e.dtype, env), _as(b, e.dtype, env)),
-}
+# The meaning of each pointwise op: torch's function (the one dtype inference runs), on
+# operands in their own dtypes, Python numbers passed as Python numbers.
+POINTWISE = D.TORCH_FN
 
 
 class _Evaluator:
@@ -164,26 +115,30 @@ class _Evaluator:
         special = self.special.get(op)
         if special is not None:
             return special(e)
-        if op == Op.INT and e.src[0].dtype == E.FLOAT and env.float_dtype != torch.float32:
-            x = _Evaluator(replace(env, float_dtype=torch.float32))(e.src[0])
-            return Value(x.t.to(torch.int64), x.letters)
         args = [self(s) for s in e.src]
-        if len(args) == 1:
-            return Value(POINTWISE[op](e, env, args[0].t), args[0].letters)
         letters = union(env.order, *args)
-        return Value(POINTWISE[op](e, env, *(align(v, letters) for v in args)), letters)
+        all_weak = D.is_weak(e.tdtype)
+        # a Python number stays one (torch promotes it by category only); tensors broadcast
+        operands = [v.t.item() if D.is_weak(s.tdtype) and not all_weak else align(v, letters)
+                    for v, s in zip(args, e.src)]
+        _checked_operands(e, env, operands)
+        try:
+            out = POINTWISE[op](*operands)
+        except RuntimeError as err:
+            raise AttncompError(f"torch cannot compute {e}: {str(err).splitlines()[0]}", variant=env.variant) from None
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(out, dtype=D.torch_dtype(e.tdtype))
+        return Value(out, letters)
 
     def var(self, e: E.Expr) -> Value:
         idx = self.env.index[e.arg]
         return idx if isinstance(idx, Value) else Value(idx, (e.arg,))
 
     def const(self, e: E.Expr) -> Value:
-        dtype = {E.BOOL: torch.bool, E.INT: torch.int64, E.FLOAT: self.env.float_dtype}[e.dtype]
-        return Value(torch.tensor(e.arg, dtype=dtype), ())
+        return Value(torch.tensor(e.arg, dtype=D.torch_dtype(e.tdtype)), ())
 
     def param(self, e: E.Expr) -> Value:
-        value = self.env.params[e.arg[0]]
-        return Value(torch.tensor(value, dtype=torch.int64 if e.dtype == E.INT else self.env.float_dtype), ())
+        return Value(torch.tensor(self.env.params[e.arg[0]], dtype=D.torch_dtype(e.tdtype)), ())
 
     def ref(self, e: E.Expr) -> Value:
         t, _ = self.env.refs[e.arg]
@@ -206,12 +161,13 @@ class _Evaluator:
                                     hint="Clamp it or make the tensor larger", variant=env.variant)
             aligned.append(ix)
         out = t[tuple(aligned)] if aligned else t
-        return Value(_as(out, decl.kind, env), letters)
+        dtype = D.torch_dtype(decl.dtype)
+        return Value(out if out.dtype == dtype else out.to(dtype), letters)
 
     def reduction(self, e: E.Expr) -> Value:
         env, letter = self.env, e.arg
         x = self(e.src[0])
-        x = Value(_as(x.t, E.FLOAT, env), x.letters)
+        x = Value(_as_float(x.t, env), x.letters)
         if letter not in x.letters:  # constant along the reduced letter: broadcast it
             letters = tuple(l for l in env.order if l in x.letters or l == letter)
             shape = [len(env.index[l]) for l in letters]

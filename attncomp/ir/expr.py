@@ -6,9 +6,12 @@ letters ``b, h, m, n`` (batch, head, query index, key index; FlexAttention's ``q
 ``score``; cascade right-hand sides add references to big tensors (``ref``) and
 reductions over a letter (``softmax[n]``, ``max[n]``, ``sum[n]``).
 
-Arithmetic follows Python, not C: ``//`` and ``%`` floor (``-7 // 2 == -4``,
-``-7 % 2 == 1``), bools are the integers 0 and 1 in arithmetic, ``/`` always gives a
-float. Backends must reproduce these meanings exactly (Triton's ``//`` truncates).
+Arithmetic means what torch computes: ``//`` and ``%`` floor (``-7 // 2 == -4``,
+``-7 % 2 == 1``), ``/`` always gives a float, ``bool + bool`` is a logical or, integers
+wrap at their width and floats round to theirs. Each node carries its torch dtype
+(``tdtype``, inferred by :mod:`attncomp.ir.dtypes` with torch's promotion rules) and its
+kind (``dtype``: bool, int or float). Backends must reproduce these meanings exactly
+(Triton's ``//`` truncates) or refuse.
 
 Behaviour per op (evaluation, code generation, cost) lives in rule tables in the layer
 that needs it; this module only knows each op's arity and result type.
@@ -21,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TraceError
+from . import dtypes as D
 from .ops import ARITH, BINARY, CASTS, COMPARE, FLOAT_UNARY, INT_UNARY, LEAVES, LOGIC, REDUCTIONS, SHIFT, UNARY, WHERE, Op  # noqa: F401 (re-exported)
 from .rewrite import graph_rewrite, walk
 
 BOOL, INT, FLOAT = "bool", "int", "float"
 _RANK = {BOOL: 0, INT: 1, FLOAT: 2}
+DEFAULT_TDTYPE = {BOOL: "bool", INT: "int64", FLOAT: "float32"}
 
 # The letters a mask may read, and the names FlexAttention users know them by.
 MASK_LETTERS = ("b", "h", "m", "n")
@@ -66,12 +71,16 @@ class Expr:
     src: tuple[Expr, ...] = ()
     arg: Any = None
     dtype: str = INT
+    tdtype: str = ""  # the torch dtype (see attncomp.ir.dtypes); default: the kind's usual one
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.op) is not Op:  # constructors may name ops by their string values
             object.__setattr__(self, "op", Op(self.op))
-        object.__setattr__(self, "_hash", hash((self.op, self.src, _hashable(self.arg), self.dtype)))
+        if not self.tdtype:
+            object.__setattr__(self, "tdtype", DEFAULT_TDTYPE[self.dtype])
+        object.__setattr__(self, "dtype", D.KIND[self.tdtype])
+        object.__setattr__(self, "_hash", hash((self.op, self.src, _hashable(self.arg), self.tdtype)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -81,7 +90,7 @@ class Expr:
             return True
         if not isinstance(other, Expr) or self._hash != other._hash:
             return False
-        return (self.op, self.dtype, self.src) == (other.op, other.dtype, other.src) and _same(self.arg, other.arg)
+        return (self.op, self.tdtype, self.src) == (other.op, other.tdtype, other.src) and _same(self.arg, other.arg)
 
     def __bool__(self) -> bool:
         return True
@@ -121,13 +130,13 @@ def var(name: str) -> Expr:
 
 def const(value: Any) -> Expr:
     if isinstance(value, bool):
-        return Expr("const", (), value, BOOL)
+        return Expr("const", (), value, BOOL, "py_bool")
     if isinstance(value, int):
-        return Expr("const", (), int(value), INT)
+        return Expr("const", (), int(value), INT, "py_int")
     if isinstance(value, float):
         if math.isnan(value):
             raise TraceError("NaN is not a valid constant in a mask or score mod")
-        return Expr("const", (), value, FLOAT)
+        return Expr("const", (), value, FLOAT, "py_float")
     raise TraceError(f"cannot use {type(value).__name__} {value!r} in an attention expression")
 
 
@@ -136,7 +145,7 @@ def param(name: str, value: int | float | None) -> Expr:
     if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
         raise TraceError(f"parameter {name!r} must be an int or float, got {value!r}")
     dtype = INT if isinstance(value, int) else FLOAT
-    return Expr("param", (), (name, value), dtype)
+    return Expr("param", (), (name, value), dtype, "py_int" if dtype == INT else "py_float")
 
 
 def load(decl: TensorDecl, index: tuple[Expr, ...]) -> Expr:
@@ -149,7 +158,7 @@ def load(decl: TensorDecl, index: tuple[Expr, ...]) -> Expr:
             raise TraceError(f"index {pos} of tensor {decl.name} must be an integer expression, got {ix.dtype} "
                              "expression {}", exprs=(ix,),
                              hint="Use // for integer division" if ix.dtype == FLOAT else None)
-    return Expr("load", tuple(index), decl, decl.kind)
+    return Expr("load", tuple(index), decl, decl.kind, decl.dtype)
 
 
 def ref(name: str, letters: tuple[str, ...]) -> Expr:
@@ -170,45 +179,6 @@ def _type_error(message: str, *exprs: Expr) -> TraceError:
     return TraceError(message + ": " + ", ".join("{}" for _ in exprs), exprs=exprs)
 
 
-def _at_least_int(x: str) -> str:
-    return promote(x, INT)  # bools count as 0/1
-
-
-def _to_float(x: str) -> str:
-    return FLOAT
-
-
-# The result type of each unary op from its operand's type.
-UNARY_RESULT = {
-    Op.NEG: _at_least_int, Op.ABS: _at_least_int, Op.INVERT: lambda x: x,
-    Op.EXP: _to_float, Op.EXP2: _to_float, Op.LOG: _to_float, Op.LOG2: _to_float, Op.SQRT: _to_float,
-    Op.TANH: _to_float, Op.SIGMOID: _to_float, Op.ELU: _to_float, Op.SOFTPLUS: _to_float, Op.LOGSIGMOID: _to_float,
-    Op.RELU: _at_least_int, Op.FLOOR: _at_least_int, Op.CEIL: _at_least_int,
-    Op.FLOAT: _to_float, Op.INT: lambda x: INT,
-}
-
-
-def _compare(a: str, b: str) -> str:
-    return BOOL
-
-
-def _logic(a: str, b: str) -> str:
-    return BOOL if a == b == BOOL else INT
-
-
-def _arith(a: str, b: str) -> str:
-    return promote(a, b, INT)
-
-
-# The result type of each binary op from its operands' types.
-BINARY_RESULT = {
-    Op.ADD: _arith, Op.SUB: _arith, Op.MUL: _arith, Op.TRUEDIV: lambda a, b: FLOAT, Op.FLOORDIV: _arith,
-    Op.MOD: _arith, Op.POW: _arith, Op.MINIMUM: _arith, Op.MAXIMUM: _arith,
-    Op.LT: _compare, Op.LE: _compare, Op.GT: _compare, Op.GE: _compare, Op.EQ: _compare, Op.NE: _compare,
-    Op.AND: _logic, Op.OR: _logic, Op.XOR: _logic, Op.LSHIFT: lambda a, b: INT, Op.RSHIFT: lambda a, b: INT,
-}
-
-
 def unary(op: Op | str, x: Expr) -> Expr:
     op = Op(op)
     if op not in UNARY:
@@ -217,7 +187,7 @@ def unary(op: Op | str, x: Expr) -> Expr:
         return const(-x.arg)  # -3 is the literal -3, so printing round-trips
     if op == Op.INVERT and x.dtype == FLOAT:
         raise _type_error("~ needs a bool or int, not a float expression", x)
-    return Expr(op, (x,), None, UNARY_RESULT[op](x.dtype))
+    return Expr(op, (x,), None, tdtype=D.infer(op, (x.tdtype,)))
 
 
 def binary(op: Op | str, a: Expr, b: Expr) -> Expr:
@@ -230,13 +200,13 @@ def binary(op: Op | str, a: Expr, b: Expr) -> Expr:
     if op in SHIFT:
         if FLOAT in (a.dtype, b.dtype):
             raise _type_error(f"'{_SYMBOL[op]}' needs integer operands", a, b)
-    return Expr(op, (a, b), None, BINARY_RESULT[op](a.dtype, b.dtype))
+    return Expr(op, (a, b), None, tdtype=D.infer(op, (a.tdtype, b.tdtype)))
 
 
 def where(cond: Expr, a: Expr, b: Expr) -> Expr:
     if cond.dtype != BOOL:
         raise _type_error("the condition of where(...) must be a boolean expression", cond)
-    return Expr("where", (cond, a, b), None, promote(a.dtype, b.dtype))
+    return Expr("where", (cond, a, b), None, tdtype=D.infer(Op.WHERE, (cond.tdtype, a.tdtype, b.tdtype)))
 
 
 def reduce(op: Op | str, letter: str, x: Expr) -> Expr:
@@ -273,7 +243,7 @@ def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:
         return reduce(op, node.arg, src[0])
     if op == Op.LOAD:
         return load(node.arg, src)
-    return Expr(op, src, node.arg, node.dtype)
+    return Expr(op, src, node.arg, node.dtype, node.tdtype)
 
 
 def letters_of(expr: Expr) -> set[str]:

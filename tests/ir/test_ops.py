@@ -4,7 +4,8 @@ import pytest
 
 from attncomp.backends.torch_syntax import torch_syntax
 from attncomp.backends.triton.syntax import TritonPrinter
-from attncomp.ir import evaluate, printer
+from attncomp.errors import TraceError
+from attncomp.ir import dtypes, evaluate, printer
 from attncomp.ir import expr as E
 from attncomp.ir.analysis import intervals
 from attncomp.ir.ops import BINARY, LEAVES, REDUCTIONS, UNARY, WHERE, Op, arity
@@ -27,7 +28,7 @@ def test_groups_partition_the_ops():
 
 @pytest.mark.parametrize("op", POINTWISE)
 def test_every_pointwise_op_has_a_row_in_every_table(op):
-    assert op in (E.UNARY_RESULT if op in UNARY else E.BINARY_RESULT if op in BINARY else WHERE)
+    assert op in dtypes.TORCH_FN  # its dtype (torch's promotion) and its meaning
     assert op in evaluate.POINTWISE
     assert op in intervals.RANGES or op in intervals.AFFINE or op in intervals.BOOLEAN
     assert op in costs.WORK
@@ -42,9 +43,11 @@ def test_leaves_and_reductions_have_costs(op):
 
 
 def _result_of_ints(op):
-    if op in UNARY:
-        return E.UNARY_RESULT[op](E.INT)
-    return E.BINARY_RESULT[op](E.INT, E.INT) if op in BINARY else E.INT
+    operands = ("bool",) * (op in WHERE) + ("int64",) * (arity(op) - (op in WHERE))
+    try:
+        return dtypes.KIND[dtypes.infer(op, operands)]
+    except TraceError:  # torch has no integer form (elu)
+        return E.FLOAT
 
 
 def test_folding_covers_the_integer_ops():

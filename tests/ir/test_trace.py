@@ -156,7 +156,8 @@ SCORES = [
     (relative_positional, lambda s: s + (i - j)),
     (head_bias, lambda s: s + rel_table.double()[:, i - j + S - 1]),
     (causal_as_score, lambda s: s.masked_fill(~(i >= j), float("-inf"))),
-    (distance_decay, lambda s: s * torch.exp(-0.05 * torch.clamp((i - j).abs(), max=30).double())),
+    # .float() is float32, as the user wrote it (torch computes the exp in float32)
+    (distance_decay, lambda s: s * torch.exp(-0.05 * torch.clamp((i - j).abs(), max=30).float())),
 ]
 
 

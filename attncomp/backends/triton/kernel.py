@@ -12,7 +12,8 @@ import sys
 
 import torch
 
-from ...errors import UnsupportedError
+from ...errors import AttncompError, UnsupportedError
+from ...ir.dtypes import refuse_unfaithful
 from ...ir.analysis import analyze
 from ...ir.plan import Plan
 from ...ir.program import Program
@@ -21,6 +22,7 @@ from ..cache import CallCache
 from ..modules import load_module
 from ..registry import Kernel, register
 from .codegen import generate_source
+from .syntax import MAX_LEN
 from .plan import lower
 
 
@@ -57,6 +59,7 @@ class TritonKernel(Kernel):
 
     def __init__(self, spec: Program | Plan, block=(64, 64), store_lse: bool = False, count: bool = False):
         super().__init__(spec)
+        refuse_unfaithful(self.program.mask, "Triton", self.spec.name)
         self.lowered = lower(self.program)
         self.block = (block, block) if isinstance(block, int) else tuple(block)
         self.store_lse, self.count = store_lse, count
@@ -91,6 +94,10 @@ class TritonKernel(Kernel):
 
     def run(self, bound: Bound) -> torch.Tensor:
         device = bound.device
+        if max(bound.sizes["m"], bound.sizes["n"]) > MAX_LEN:
+            raise AttncompError(f"the Triton kernel computes index arithmetic in int32 where it is proven to fit for "
+                                f"sequences up to {MAX_LEN} tokens; got {bound.sizes['m']} x {bound.sizes['n']}",
+                                variant=self.spec.name, hint="Split the sequence or use backend='flex'")
         layout, blocks = self.blocks(bound, device)
         inputs = [bound.inputs[n] for n in self.lowered.inputs]
         kv_heads = {bound.inputs[n].shape[1] for n in self.lowered.inputs if "n" in self.program.input(n).letters}

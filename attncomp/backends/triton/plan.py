@@ -29,8 +29,8 @@ from ...ir.program import Eqn, Program
 
 BHMN, BHMD, BHND, BHNE, BHME, BHM = ("b", "h", "m", "n"), ("b", "h", "m", "d"), ("b", "h", "n", "d"), \
     ("b", "h", "n", "e"), ("b", "h", "m", "e"), ("b", "h", "m")
-X = E.var("x")    # the element a feature map applies to
-QK = E.var("qk")  # the raw score q . k of a term
+X = E.Expr("var", (), "x", E.FLOAT)    # the element a feature map applies to
+QK = E.Expr("var", (), "qk", E.FLOAT)  # the raw score q . k of a term
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,15 @@ semantics. Runtime tensor loads become ``tl.load`` with a bounds mask; ``tanh`` 
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ...ir import expr as E
+from ...ir.dtypes import is_weak
+from ...ir.magnitude import fits, magnitude
 from ...ir.ops import Op
-from ...ir.printer import PREC_ATOM, PREC_COMPARE, Syntax, format_expr
+from ...ir.rewrite import graph_rewrite
+from ...ir.printer import PREC_AND, PREC_ATOM, PREC_COMPARE, PREC_OR, Syntax, format_expr
 from ..torch_syntax import explicit_casts
 
 TL_CALLS = {
@@ -38,6 +42,13 @@ TL_FORMULAS = {
     Op.SOFTPLUS: _formula("(tl.maximum({0}, 0.0) + tl.log(1.0 + tl.exp(-tl.abs({0}))))"),
     Op.LOGSIGMOID: _formula("(tl.minimum({0}, 0.0) - tl.log(1.0 + tl.exp(-tl.abs({0}))))"),
 }
+
+
+def exponent_bits(exp: E.Expr, index_max: int) -> int:
+    """How many bits of an integer exponent square-and-multiply must walk: those of its
+    static bound (``|q_idx - kv_idx| // 4`` has 30 for sequences below 2**31), else 64."""
+    bound = magnitude(exp, index_max)
+    return 64 if bound == float("inf") else max(1, min(64, int(bound).bit_length()))
 
 
 def _all_nonnegative(e: E.Expr) -> bool:
@@ -89,12 +100,17 @@ class TritonPrinter:
             Op.FLOORDIV: self._floordiv, Op.MOD: self._mod, Op.TANH: self._tanh, Op.FLOAT: self._cast,
             Op.INT: self._cast, Op.INVERT: self._invert, Op.POW: self._pow,
         })
+        bool_rules = {Op.ADD: ("|", PREC_OR), Op.MAXIMUM: ("|", PREC_OR), Op.MUL: ("&", PREC_AND),
+                      Op.MINIMUM: ("&", PREC_AND)}
+        for op, (symbol, prec) in bool_rules.items():
+            self.syntax.override[op] = self._with_fallback(self._bool_arith(symbol, prec), op)
         self.syntax.override.update(TL_FORMULAS)
 
     def _floordiv(self, e, p):
         a, b = e.src
         if e.dtype == E.FLOAT:
-            return f"tl.floor({p.text(a, 0)} / {p.text(b, 0)})", PREC_ATOM
+            self.helpers.add("floordiv_f")
+            return f"floordiv_f({p.text(a, 0)}, {p.text(b, 0)})", PREC_ATOM
         if nonnegative(a) and positive(b):
             return f"{p.text(a, 13)} // {p.text(b, 14)}", 13
         self.helpers.add("floordiv")
@@ -102,10 +118,7 @@ class TritonPrinter:
 
     def _mod(self, e, p):
         a, b = e.src
-        if e.dtype == E.FLOAT:
-            x, y = p.text(a, 0), p.text(b, 0)
-            return f"({x} - tl.floor({x} / {y}) * {y})", PREC_ATOM
-        if nonnegative(a) and positive(b):
+        if nonnegative(a) and positive(b) and e.dtype != E.FLOAT:
             return f"{p.text(a, 13)} % {p.text(b, 14)}", 13
         self.helpers.add("pymod")
         return f"pymod({p.text(a, 0)}, {p.text(b, 0)})", PREC_ATOM
@@ -114,8 +127,18 @@ class TritonPrinter:
         return f"(2.0 * tl.sigmoid(2.0 * {p.text(e.src[0], 14)}) - 1.0)", PREC_ATOM
 
     def _cast(self, e, p):
-        kind = "tl.float32" if e.op == "float" else "tl.int32"
+        kind = "tl.float32" if e.op == "float" else "tl.int64"  # torch's .float() and .long()
         return f"{p.text(e.src[0], PREC_ATOM)}.to({kind})", PREC_ATOM
+
+    @staticmethod
+    def _bool_arith(symbol: str, prec: int):
+        """torch computes bool + bool, max as a logical or and bool * bool, min as an and;
+        Triton would add two int1 values modulo 2."""
+        def rule(e, p):
+            if e.dtype != E.BOOL:
+                return None
+            return f"{p.text(e.src[0], prec)} {symbol} {p.text(e.src[1], prec + 1)}", prec
+        return rule
 
     def _invert(self, e, p):
         if e.dtype == E.BOOL:
@@ -123,13 +146,35 @@ class TritonPrinter:
         return f"~{p.text(e.src[0], 14)}", 14
 
     def _pow(self, e, p):
+        """Integer powers wrap at 64 bits as torch's do (square and multiply); float powers
+        of a constant integer exponent multiply out as torch's do; others are refused in
+        masks (``unfaithful``) and take exp2/log2 in scores."""
         a, b = e.src
-        if b.op == "const" and isinstance(b.arg, int) and 0 <= b.arg <= 8:
+        if e.dtype == E.INT:
+            self.helpers.add("ipow")
+            bits = exponent_bits(b, MAX_LEN)
+            return f"ipow({p.text(a, 0)}, {p.text(b, 0)}, {bits})", PREC_ATOM
+        if b.op == "const" and isinstance(b.arg, int) and 0 <= b.arg <= 3:
             if b.arg == 0:
-                return "1", PREC_ATOM
+                return "1.0", PREC_ATOM
             base = p.text(a, PREC_ATOM)
             return "(" + " * ".join([base] * b.arg) + ")", PREC_ATOM
         return f"tl.exp2({p.text(b, 13)} * tl.log2({p.text(a, 0)}))", PREC_ATOM
+
+    def _with_fallback(self, rule, op):
+        generic = self.syntax.override.get(op)
+
+        def run(e, p):
+            out = rule(e, p)
+            if out is not None:
+                return out
+            if generic is not None:
+                return generic(e, p)
+            if op in self.syntax.infix:
+                sym, prec = self.syntax.infix[op]
+                return f"{p.text(e.src[0], prec)} {sym} {p.text(e.src[1], prec + 1)}", prec
+            return f"{self.syntax.calls[op]}({p.text(e.src[0], 0)}, {p.text(e.src[1], 0)})", PREC_ATOM
+        return run
 
     def _leaf(self, e: E.Expr, p):
         if e.op == "param":
@@ -152,7 +197,47 @@ class TritonPrinter:
         return f"({value} != 0)" if e.dtype == E.BOOL else value
 
     def __call__(self, expr: E.Expr) -> str:
-        return format_expr(explicit_casts(expr), self.syntax, names=self.names, leaf=self._leaf)
+        return format_expr(int64_where_needed(explicit_casts(expr)), self.syntax, names=self.names, leaf=self._leaf)
+
+
+# Sequences the kernel serves: up to 2**30 tokens, so index arithmetic that provably fits
+# int32 for them (q_idx - kv_idx, window offsets) stays in fast int32.
+MAX_LEN = 2 ** 30
+
+
+@functools.cache
+def _is_int64(e: E.Expr) -> bool:
+    """Whether Triton computes ``e`` in int64 (indices are int32; int64 loads, casts and
+    operands promote)."""
+    if e.tdtype != "int64":
+        return False
+    if e.op in (Op.LOAD, Op.INT):
+        return True
+    return any(_is_int64(s) for s in e.src)
+
+
+def _widen(e: E.Expr) -> E.Expr | None:
+    if e.tdtype != "int64" or not e.src or e.op == Op.INT or fits(e, MAX_LEN, "int32") or any(map(_is_int64, e.src)):
+        return None
+    ints = [i for i, s in enumerate(e.src) if s.dtype == E.INT and not is_weak(s.tdtype)]
+    if not ints:
+        return None
+    i = ints[0]
+    return e.with_src(e.src[:i] + (E.unary("int", e.src[i]),) + e.src[i + 1:])
+
+
+def int64_where_needed(expr: E.Expr) -> E.Expr:
+    """``expr`` with an int64 cast on an operand of every integer node that may leave
+    int32 for sequences up to MAX_LEN (torch computes indices in int64; Triton's are int32,
+    so ``q_idx * 3000000`` would wrap where torch's does not).
+
+    >>> from attncomp.ir.expr import var, const, binary
+    >>> str(int64_where_needed(binary("ge", binary("mul", var("m"), const(3000000)), var("n"))))
+    'int(m) * 3000000 >= n'
+    >>> str(int64_where_needed(binary("ge", binary("sub", var("m"), const(5)), var("n"))))
+    'm - 5 >= n'
+    """
+    return graph_rewrite(expr, _widen)
 
 
 HELPERS = {
@@ -164,8 +249,34 @@ def floordiv(a, b):
 ''',
     "pymod": '''@triton.jit
 def pymod(a, b):
-    """Python's a % b (sign of the divisor); Triton's % takes the dividend's sign."""
+    """torch's a % b (sign of the divisor); Triton's % takes the dividend's sign (C's
+    remainder on integers, fmod on floats, after which torch adds b as here)."""
     r = a % b
     return tl.where((r != 0) & ((r < 0) != (b < 0)), r + b, r)
+''',
+    "floordiv_f": '''@triton.jit
+def floordiv_f(a, b):
+    """torch's a // b on floats, step for step (c10's div_floor_floating): from fmod, so
+    the quotient rounds as torch's does."""
+    mod = a % b
+    div = (a - mod) / b
+    div = tl.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1.0, div)
+    fl = tl.floor(div)
+    fl = tl.where(div - fl > 0.5, fl + 1.0, fl)
+    return tl.where(b == 0, a / b, tl.where(div != 0, fl, tl.where(a / b < 0, -0.0, 0.0)))
+''',
+    "ipow": '''@triton.jit
+def ipow(a, b, BITS: tl.constexpr):
+    """torch's integer a ** b for b >= 0: square and multiply over b's low BITS bits,
+    wrapping as torch's int64 product does."""
+    zero = (a * 0 + b * 0).to(tl.int64)  # a or b may be a Python number
+    a = zero + a
+    b = zero + b
+    out = zero + 1
+    for _ in tl.static_range(BITS):
+        out = tl.where((b & 1) != 0, out * a, out)
+        a = a * a
+        b = b >> 1
+    return out
 ''',
 }

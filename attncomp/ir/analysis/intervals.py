@@ -10,6 +10,14 @@ holds on the whole rectangle, false and not true means it holds nowhere, both me
 undecided. Everything is sound (never claims more than holds); undecided rectangles are
 refined by the caller. Arrays are float64 (exact for integers below 2**53), one entry per
 rectangle, with +-inf for unbounded.
+
+Bounds hold under torch's semantics (``fit``): an integer node whose range may leave its
+dtype (int64 wraps, int32 loads wrap) or 2**52 (where float64 bounds stop being exact) is
+unknown; a float node is widened by its dtype's rounding error (each operation rounds,
+and mixed int/float operands are converted with rounding) and is unknown when it may
+overflow or when an operand is unbounded (``inf - inf`` is NaN). Float ``%`` and ``//``
+have their own rules. A rectangle is full or empty only when that holds for the values
+torch computes; everything else is left to the exact point evaluation.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import dtypes as D
 from .. import expr as E
 from ..ops import Op
 
@@ -100,6 +109,26 @@ def _mod(alo, ahi, dlo, dhi):
     lo = np.where(dlo > 0, 0.0, np.where(dhi < 0, dlo + 1, -INF))
     hi = np.where(dlo > 0, dhi - 1, np.where(dhi < 0, 0.0, INF))
     return np.where(point & same_period, exact_lo, lo), np.where(point & same_period, exact_hi, hi)
+
+
+def _float_mod(alo, ahi, dlo, dhi):
+    """torch.remainder on floats: fmod, then the divisor added when the signs differ; the
+    result lies in [0, d] for d > 0 (d itself when a tiny negative remainder rounds up).
+    Within one period it is ``a - k*d`` (the caller widens for rounding)."""
+    point = (dlo == dhi) & np.isfinite(dlo) & (dlo != 0) & np.isfinite(alo) & np.isfinite(ahi)
+    d = np.where(point, dlo, 1.0)
+    k = np.floor(np.where(point, alo, 0) / d)
+    same = point & (k == np.floor(np.where(point, ahi, 0) / d))
+    lo = np.where(dlo > 0, 0.0, np.where(dhi < 0, dlo, -INF))
+    hi = np.where(dlo > 0, dhi, np.where(dhi < 0, 0.0, INF))
+    inner_lo, inner_hi = np.minimum(alo - k * d, ahi - k * d), np.maximum(alo - k * d, ahi - k * d)
+    return np.where(same, np.maximum(inner_lo, np.minimum(lo, 0)), lo), np.where(same, inner_hi, hi)
+
+
+def _float_floordiv(alo, ahi, dlo, dhi):
+    """torch's float floor division (fmod-based, as Python's) is within one of floor(a / d)."""
+    lo, hi = _floordiv(alo, ahi, dlo, dhi)
+    return lo - 1, hi + 1
 
 
 def _next_pow2_minus1(x):
@@ -212,6 +241,17 @@ def _select(ev, e: E.Expr) -> Aff:
     return interval(lo, hi, ev.like)
 
 
+# Float versions of ops whose integer rule assumes exact integers.
+FLOAT_RANGES = {Op.MOD: _float_mod, Op.FLOORDIV: _float_floordiv}
+EXACT = 2.0 ** 52  # integers beyond this are not exact in float64 bounds
+TINY = 2.0 ** -126  # absolute slack for underflow to subnormals or zero
+
+
+def _unknown_where(v: Aff, bad: np.ndarray) -> Aff:
+    zero = np.zeros_like(v.lo)
+    return Aff(np.where(bad, zero, v.cm), np.where(bad, zero, v.cn), np.where(bad, -INF, v.lo), np.where(bad, INF, v.hi))
+
+
 # Ops that keep the affine form exact (the point of carrying m and n coefficients).
 AFFINE = {Op.ADD: _add, Op.SUB: _sub, Op.NEG: _neg, Op.MUL: lambda ev, e: ev.mul(ev.aff(e.src[0]), ev.aff(e.src[1])),
           Op.WHERE: _select}
@@ -220,7 +260,8 @@ AFFINE = {Op.ADD: _add, Op.SUB: _sub, Op.NEG: _neg, Op.MUL: lambda ev, e: ev.mul
 def _compare(always, never):
     """A comparison ``a OP b`` from the range of ``a - b``: whether it always / never holds."""
     def rule(ev, e: E.Expr) -> Tri:
-        a, b = ev.aff(e.src[0]), ev.aff(e.src[1])
+        common = D.infer(Op.ADD, (e.src[0].tdtype, e.src[1].tdtype))  # both sides are compared in it
+        a, b = (ev.converted(s, common) for s in e.src)
         lo, hi = total(Aff(a.cm - b.cm, a.cn - b.cn, a.lo - b.hi, a.hi - b.lo), ev.box)
         unknown = np.isnan(lo) | np.isnan(hi)
         return Tri(~never(lo, hi) | unknown, ~always(lo, hi) | unknown)
@@ -236,8 +277,22 @@ def _logic(rule):
     return lambda ev, e: rule(ev(e.src[0]), ev(e.src[1]))
 
 
-# Three-valued rules for boolean-valued ops.
+def _unknown_bool(ev, e: E.Expr) -> Tri:
+    return Tri(np.ones(ev.like.shape, bool), np.ones(ev.like.shape, bool))
+
+
+def _identity(ev, e: E.Expr) -> Tri:
+    return ev(e.src[0])
+
+
+_AND = _logic(lambda a, b: Tri(a.t & b.t, a.f | b.f))
+_OR = _logic(lambda a, b: Tri(a.t | b.t, a.f & b.f))
+
+# Three-valued rules for boolean-valued ops. torch computes bool arithmetic in bool:
+# ``+`` and ``max`` are a logical or, ``*`` and ``min`` a logical and.
 BOOLEAN = {
+    Op.ADD: _OR, Op.MAXIMUM: _OR, Op.MUL: _AND, Op.MINIMUM: _AND,
+    Op.ABS: _identity, Op.RELU: _identity, Op.FLOOR: _identity, Op.CEIL: _identity,
     Op.LT: _compare(lambda lo, hi: hi < 0, lambda lo, hi: lo >= 0),
     Op.LE: _compare(lambda lo, hi: hi <= 0, lambda lo, hi: lo > 0),
     Op.GT: _compare(lambda lo, hi: lo > 0, lambda lo, hi: hi <= 0),
@@ -246,8 +301,7 @@ BOOLEAN = {
     Op.NE: _compare(lambda lo, hi: (lo > 0) | (hi < 0), lambda lo, hi: (lo == 0) & (hi == 0)),
     Op.INVERT: lambda ev, e: (lambda x: Tri(x.f, x.t))(ev(e.src[0])),
     Op.WHERE: _where_bool,
-    Op.AND: _logic(lambda a, b: Tri(a.t & b.t, a.f | b.f)),
-    Op.OR: _logic(lambda a, b: Tri(a.t | b.t, a.f & b.f)),
+    Op.AND: _AND, Op.OR: _OR,
     Op.XOR: _logic(lambda a, b: Tri((a.t & b.f) | (a.f & b.t), (a.t & b.t) | (a.f & b.f))),
 }
 
@@ -283,15 +337,42 @@ class IntervalEvaluator:
         if op in self.leaves:
             return self.leaves[op](e)
         if e.dtype == E.BOOL:
-            if op not in BOOLEAN:
-                raise ValueError(f"no interval rule for boolean op {op}")
-            return BOOLEAN[op](self, e)
+            return BOOLEAN.get(op, _unknown_bool)(self, e)
         if op in AFFINE:
-            return AFFINE[op](self, e)
+            return self.fit(e, AFFINE[op](self, e))
         if op not in RANGES:
             raise ValueError(f"no interval rule for {op}")
-        lo, hi = RANGES[op](*(bound for s in e.src for bound in self.rng(s)))
-        return interval(lo, hi, self.like)
+        rule = FLOAT_RANGES.get(op, RANGES[op]) if e.dtype == E.FLOAT else RANGES[op]
+        lo, hi = rule(*(bound for s in e.src for bound in total(self.converted(s, e.tdtype), self.box)))
+        return self.fit(e, interval(lo, hi, self.like))
+
+    def converted(self, e: E.Expr, to: str) -> Aff:
+        """``e``'s bounds as an operand of an op computed in dtype ``to``: converting an
+        integer (or a wider float) to a float rounds it."""
+        a = self.aff(e)
+        if D.KIND[to] != E.FLOAT or e.tdtype == to or e.dtype == E.BOOL:
+            return a
+        lo, hi = total(a, self.box)
+        with np.errstate(all="ignore"):
+            w = D.EPS[to] * np.maximum(np.abs(lo), np.abs(hi))
+        return Aff(a.cm, a.cn, a.lo - w, a.hi + w)
+
+    def fit(self, e: E.Expr, v: Aff) -> Aff:
+        """``v`` as torch computes node ``e`` (see the module docstring): unknown where an
+        integer may wrap or a float may overflow, widened by a float's rounding."""
+        lo, hi = total(v, self.box)
+        with np.errstate(all="ignore"):
+            if e.dtype == E.INT:
+                imin, imax = D.IRANGE[e.tdtype]
+                bad = ~((lo >= max(imin, -EXACT)) & (hi <= min(imax, EXACT)))
+                return _unknown_where(v, bad) if bad.any() else v
+            mag = np.maximum(np.abs(lo), np.abs(hi))
+            operands = sum((np.maximum(np.abs(a), np.abs(b)) for a, b in
+                            (total(self.aff(s), self.box) for s in e.src if s.op != Op.VAR or s.arg != "score")),
+                           np.zeros_like(mag))
+            w = D.EPS[e.tdtype] * (3 * mag + operands) + TINY
+            bad = ~(mag + w < D.FMAX[e.tdtype]) | ~np.isfinite(operands)
+        return _unknown_where(Aff(v.cm, v.cn, v.lo - w, v.hi + w), bad)
 
     def var(self, e: E.Expr):
         like, box = self.like, self.box

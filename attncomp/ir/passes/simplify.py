@@ -4,7 +4,8 @@ Two rewrites, each kept only when it makes the expression smaller:
 
 - comparisons between integer expressions become ``linear form OP constant`` after
   moving everything to one side and collecting terms (``(q - 5) - (kv - 5) >= 0`` is
-  ``q >= kv``); non-linear parts (``//``, ``%``, loads, ``abs``, ``min``, ``max``) are
+  ``q >= kv``), where no term can wrap (torch's integers do; ``(q << 60) > (kv << 60)``
+  is not ``q > kv``); non-linear parts (``//``, ``%``, loads, ``abs``, ``min``, ``max``) are
   opaque atoms, so collecting terms is exact integer arithmetic on coefficients;
 - the boolean skeleton (comparisons as atoms) goes through sympy's ``simplify_logic``
   when it has few atoms (``(a & b) | a`` is ``a``) and minimizing could shrink it.
@@ -23,10 +24,13 @@ import functools
 from dataclasses import replace
 
 from .. import expr as E
+from ..magnitude import no_wrap
 from ..program import Program
 from ..rewrite import Pat, Rules, graph_rewrite
 
 MAX_LOGIC_ATOMS = 6
+# Rearranging integer terms is exact only where nothing wraps: indices stay below 2**31.
+INDEX_MAX = 2 ** 31
 LOGIC = ("and", "or", "xor")
 
 
@@ -131,11 +135,11 @@ def _comparison(body: dict, const: int, kind: str, positive: bool, atoms: _Atoms
 
 
 def _canonical_comparison(e: E.Expr) -> E.Expr:
-    if e.src[0].dtype != E.INT or e.src[1].dtype != E.INT:
+    if e.src[0].dtype != E.INT or e.src[1].dtype != E.INT or not no_wrap(e, INDEX_MAX):
         return e
     atoms = _Atoms()
     best = _comparison(*_linear_form(e, atoms), atoms)
-    return best if size(best) < size(e) else e
+    return best if size(best) < size(e) and no_wrap(best, INDEX_MAX) else e
 
 
 def _logic(e: E.Expr) -> E.Expr:
@@ -143,6 +147,7 @@ def _logic(e: E.Expr) -> E.Expr:
     by an equivalent rearrangement become one atom."""
     lin = _Atoms()
     forms: dict = {}  # atom key of a comparison -> (body, const, kind)
+    written: dict = {}  # atom key of a comparison -> (a comparison as written, its polarity)
     numbers: dict = {}  # atom key -> its number, in order of first use
     leaves: list = []  # (key, positive) for each atom occurrence
     tags: set = set()
@@ -157,10 +162,11 @@ def _logic(e: E.Expr) -> E.Expr:
         if x.op == "const" and x.dtype == E.BOOL:
             tags.add("const")
             return "const", bool(x.arg)
-        if x.op in E.COMPARE and x.src[0].dtype == E.INT and x.src[1].dtype == E.INT:
+        if x.op in E.COMPARE and x.src[0].dtype == E.INT and x.src[1].dtype == E.INT and no_wrap(x, INDEX_MAX):
             body, const, kind, positive = _linear_form(x, lin)
             key = (tuple(sorted(body.items())), const, kind)
             forms.setdefault(key, (body, const, kind))
+            written.setdefault(key, (x, positive))
         else:
             key, positive = x, True
         numbers.setdefault(key, len(numbers))
@@ -169,7 +175,11 @@ def _logic(e: E.Expr) -> E.Expr:
 
     def leaf(key, positive: bool) -> E.Expr:
         if key in forms:
-            return _comparison(*forms[key], positive, lin)
+            built = _comparison(*forms[key], positive, lin)
+            if no_wrap(built, INDEX_MAX):
+                return built
+            x, polarity = written[key]  # the rearranged form could wrap: keep the user's
+            return x if positive == polarity else E.unary("invert", x)
         return key if positive else E.unary("invert", key)
 
     tree = skeleton(e)
