@@ -14,7 +14,11 @@ def torch_mask(fn, q_len: int, kv_len: int, batch: int = 1, heads: int = 1) -> t
     q = torch.arange(q_len).view(1, 1, -1, 1)
     kv = torch.arange(kv_len).view(1, 1, 1, -1)
     out = fn(b, h, q, kv)
-    return torch.as_tensor(out).bool().expand(batch, heads, q_len, kv_len)
+    if isinstance(out, bool):  # a constant mask (attncomp takes it as all or nothing)
+        out = torch.tensor(out)
+    if not (isinstance(out, torch.Tensor) and out.dtype == torch.bool):  # as create_block_mask needs
+        raise TypeError(f"a mask_mod must return a bool tensor, not {type(out).__name__} {getattr(out, 'dtype', '')}")
+    return out.expand(batch, heads, q_len, kv_len)
 
 
 def tile_classes(dense: torch.Tensor, bm: int, bn: int) -> torch.Tensor:

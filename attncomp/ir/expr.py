@@ -128,10 +128,20 @@ def var(name: str) -> Expr:
     return Expr("var", (), name, FLOAT if name == "score" else INT)
 
 
-def const(value: Any) -> Expr:
+def const(value: Any, tdtype: str | None = None) -> Expr:
+    """A Python number (weak, as torch's wrapped numbers), or with ``tdtype`` a value of
+    that torch dtype (an index letter fixed to one value, a folded tensor expression),
+    wrapped into its range as torch's integers wrap."""
+    if tdtype is not None and not D.is_weak(tdtype):
+        if D.KIND[tdtype] == INT:
+            lo, hi = D.IRANGE[tdtype]
+            value = (int(value) - lo) % (hi - lo + 1) + lo
+        return Expr("const", (), value, D.KIND[tdtype], tdtype)
     if isinstance(value, bool):
         return Expr("const", (), value, BOOL, "py_bool")
     if isinstance(value, int):
+        if not -2 ** 63 <= value < 2 ** 63:  # torch: "int too big to convert"
+            raise TraceError(f"the integer constant {value} is outside int64, which torch cannot convert it to")
         return Expr("const", (), int(value), INT, "py_int")
     if isinstance(value, float):
         if math.isnan(value):

@@ -25,6 +25,7 @@ from .ops import Op
 from .rewrite import walk
 
 INF = math.inf
+CAP = 2 ** 64  # past every integer dtype: bounds above it are inf (and stay small enough to multiply)
 
 
 def _load(e: E.Expr, index_max: int, b: list) -> float:
@@ -82,7 +83,7 @@ def magnitudes(expr: E.Expr, index_max: int) -> dict[E.Expr, float]:
             continue
         rule = RULES.get(node.op)
         bound = INF if rule is None else rule(node, index_max, [out[s] for s in node.src])
-        out[node] = INF if bound != bound else bound  # nan (inf * 0) is unknown
+        out[node] = INF if bound != bound or bound > CAP else bound  # nan (inf * 0) is unknown
     return out
 
 

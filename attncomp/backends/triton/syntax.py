@@ -14,7 +14,7 @@ import functools
 import math
 
 from ...ir import expr as E
-from ...ir.dtypes import is_weak
+from ...ir.dtypes import infer, is_weak
 from ...ir.magnitude import fits, magnitude
 from ...ir.ops import Op
 from ...ir.rewrite import graph_rewrite
@@ -153,7 +153,10 @@ class TritonPrinter:
         if e.dtype == E.INT:
             self.helpers.add("ipow")
             bits = exponent_bits(b, MAX_LEN)
-            return f"ipow({p.text(a, 0)}, {p.text(b, 0)}, {bits})", PREC_ATOM
+            call = f"ipow({p.text(a, 0)}, {p.text(b, 0)}, {bits})"
+            if e.tdtype != "int64":  # torch's int32 power wraps at 32 bits: the low bits of the int64 one
+                call += f".to(tl.{e.tdtype})"
+            return call, PREC_ATOM
         if b.op == "const" and isinstance(b.arg, int) and 0 <= b.arg <= 3:
             if b.arg == 0:
                 return "1.0", PREC_ATOM
@@ -217,8 +220,14 @@ def _is_int64(e: E.Expr) -> bool:
 
 
 def _widen(e: E.Expr) -> E.Expr | None:
-    if e.tdtype != "int64" or not e.src or e.op == Op.INT or fits(e, MAX_LEN, "int32") or any(map(_is_int64, e.src)):
+    if not e.src or e.op == Op.INT or any(map(_is_int64, e.src)):
         return None
+    computed = infer(Op.ADD, (e.src[0].tdtype, e.src[1].tdtype)) if e.op in E.COMPARE else e.tdtype
+    if computed != "int64":
+        return None
+    big_constant = any(s.op == Op.CONST and s.dtype == E.INT and not -2 ** 31 <= s.arg < 2 ** 31 for s in e.src)
+    if not big_constant and (e.op in E.COMPARE or fits(e, MAX_LEN, "int32")):
+        return None  # Triton's int32 gives torch's value (a literal past int32 is an error in Triton)
     ints = [i for i, s in enumerate(e.src) if s.dtype == E.INT and not is_weak(s.tdtype)]
     if not ints:
         return None

@@ -146,7 +146,7 @@ def _group_classes(mask: E.Expr, grid: Grid) -> tuple[np.ndarray, _Members]:
     cls = np.empty(len(grid.group_b), dtype=np.int64)
     b, h = E.var("b"), E.var("h")
     for g, (gb, gh) in enumerate(zip(grid.group_b.tolist(), grid.group_h.tolist())):
-        key = fold_expr(E.substitute(mask, {b: E.const(gb), h: E.const(gh)}))
+        key = fold_expr(E.substitute(mask, {b: E.const(int(gb), "int64"), h: E.const(int(gh), "int64")}))
         cls[g] = keys.setdefault(key, len(keys))
     order = np.argsort(cls, kind="stable")
     offsets = np.searchsorted(cls[order], np.arange(len(keys) + 1))

@@ -372,7 +372,7 @@ class IntervalEvaluator:
                            np.zeros_like(mag))
             w = D.EPS[e.tdtype] * (3 * mag + operands) + TINY
             bad = ~(mag + w < D.FMAX[e.tdtype]) | ~np.isfinite(operands)
-        return _unknown_where(Aff(v.cm, v.cn, v.lo - w, v.hi + w), bad)
+            return _unknown_where(Aff(v.cm, v.cn, v.lo - w, v.hi + w), bad)
 
     def var(self, e: E.Expr):
         like, box = self.like, self.box
