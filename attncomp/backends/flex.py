@@ -25,9 +25,10 @@ from dataclasses import replace
 import torch
 
 from ..errors import UnsupportedError
-from ..ir.dtypes import refuse_unfaithful
 from ..ir import expr as E
 from ..ir.analysis import analyze
+from ..ir.dtypes import refuse_unfaithful
+from ..ir.magnitude import leaves_int32
 from ..ir.plan import Plan
 from ..ir.program import Program
 from ..ir.softmax import match_softmax
@@ -37,7 +38,6 @@ from .flex_blockmask import to_block_mask
 from .modules import load_module
 from .registry import Kernel, register
 from .torch_syntax import constant_name, torch_code, torch_lets
-from .triton.syntax import int64_where_needed
 
 
 def _signature(names) -> str:
@@ -88,7 +88,7 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
     if mask_line:
         lines += ["        if padded:", "            inside = (q_idx < q_len) & (kv_idx < kv_len)"]
         lines += [f"            {c}" for c in _clamps(parts.mask)]
-        if int64_where_needed(parts.mask) != parts.mask:  # compiled flex passes int32 indices
+        if any(leaves_int32(node, 2 ** 31) for node in E.walk(parts.mask)):  # compiled flex passes int32 indices
             lines += ["        b, h, q_idx, kv_idx = b.long(), h.long(), q_idx.long(), kv_idx.long()  # as torch's"]
         lets, text = torch_lets(parts.mask)
         lines += [f"        {name} = {value}" for name, value in lets]

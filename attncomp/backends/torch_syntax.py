@@ -2,8 +2,8 @@
 
 torch's ``//`` and ``%`` on integer tensors already floor like Python, so they print as
 themselves. What needs care: ``min``/``max`` (``torch.minimum`` wants two tensors, so a
-constant bound prints as ``torch.clamp``), ``~`` on integers (bitwise) versus booleans (logical), ``int(x)`` (truncation, ``.long()``) and
-infinities (``float("inf")``). Parameters print as module constants in capitals.
+constant bound prints as ``torch.clamp``), ``~`` on integers (bitwise) versus booleans
+(logical), ``int(x)`` (truncation, ``.long()``) and infinities (``float("inf")``). Parameters print as module constants in capitals.
 """
 
 from __future__ import annotations

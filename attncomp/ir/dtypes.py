@@ -9,9 +9,9 @@ is ``float32``, ``int32 + 1`` stays ``int32``), so they get the weak dtypes ``py
 ``py_int``, ``py_float``; an expression of Python numbers alone is computed by Python.
 
 The rule per op is not re-derived here: it is the op's torch function (the same table the
-evaluator runs) applied to one-element CPU tensors (the meta device would not refuse ``softplus`` of an int), so promotion, bool arithmetic
-(``bool + bool`` is a logical or, ``bool - bool`` raises) and int/float results are
-torch's by construction.
+evaluator runs) applied to one-element CPU tensors (the meta device would not refuse
+``softplus`` of an int), so promotion, bool arithmetic (``bool + bool`` is a logical or,
+``bool - bool`` raises) and int/float results are torch's by construction.
 
 >>> infer("add", ("bool", "bool")), infer("mul", ("int64", "py_float")), infer("add", ("int32", "py_int"))
 ('bool', 'float32', 'int32')
@@ -27,7 +27,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from ..errors import TraceError
+from ..errors import TraceError, UnsupportedError
 from .ops import Op
 from .rewrite import walk
 
@@ -93,7 +93,7 @@ TORCH_FN = {
     Op.FLOAT: lambda x: x.to(torch.float32), Op.INT: lambda x: x.to(torch.int64),
     Op.WHERE: _where,
 }
-# Ops whose bool operands torch computes as floats (exp(True) is e); int-only ops on floats raise.
+# A Python number of each weak dtype, as the user's code passes it to torch.
 _SAMPLE = {"py_bool": True, "py_int": 1, "py_float": 1.0}
 
 
@@ -158,7 +158,6 @@ def refuse_unfaithful(mask, backend: str, variant: str) -> None:
     node = None if mask is None else unfaithful(mask)
     if node is None:
         return
-    from ..errors import UnsupportedError
     from .printer import format_expr  # late import: the printer reads Expr, which reads this module
 
     raise UnsupportedError(f"the mask computes `{format_expr(node, names={'m': 'q_idx', 'n': 'kv_idx'})}` in "

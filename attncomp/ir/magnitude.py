@@ -103,3 +103,25 @@ def no_wrap(expr: E.Expr, index_max: int) -> bool:
     bounds = magnitudes(expr, index_max)
     return all(bounds[n] <= min(D.IRANGE[n.tdtype][1], 2 ** 62) for n in bounds
                if n.dtype == E.INT and n.src and n.op != Op.LOAD)  # a leaf holds a value of its dtype
+
+
+def leaves_int32(e: E.Expr, index_max: int) -> bool:
+    """Whether torch computes node ``e`` in int64 where int32 would not do: its value may
+    leave int32, or it meets a Python integer past int32 (a compiled kernel with int32
+    indices would wrap, or refuse the literal).
+
+    >>> from attncomp.ir import expr as E
+    >>> m, n = E.var("m"), E.var("n")
+    >>> leaves_int32(E.binary("mul", m, E.const(3000000)), 2 ** 30), leaves_int32(E.binary("ge", m, n), 2 ** 30)
+    (True, False)
+    >>> leaves_int32(E.binary("lt", m, E.const(2 ** 40)), 2 ** 30)
+    True
+    """
+    if not e.src or e.op == Op.LOAD:  # a load reads its value; its indices are nodes of their own
+        return False
+    computed = D.infer(Op.ADD, (e.src[0].tdtype, e.src[1].tdtype)) if e.op in E.COMPARE else e.tdtype
+    if computed != "int64":
+        return False
+    if any(s.op == Op.CONST and s.dtype == E.INT and not -2 ** 31 <= s.arg < 2 ** 31 for s in e.src):
+        return True
+    return e.op not in E.COMPARE and not fits(e, index_max, "int32")

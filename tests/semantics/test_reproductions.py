@@ -100,3 +100,26 @@ def test_backends_compute_what_torch_computes(fn):
     # torch; inductor cannot compile a tensor power; everything else runs
     assert ("triton" in outs) == (fn is not exp_overflow)
     assert ("flex" in outs) == (fn not in (exp_overflow, radial))
+
+
+def rows_past_50_see_nothing(b, h, q_idx, kv_idx):  # float arithmetic, and fully masked rows
+    return ((kv_idx * 0.5) % 1.0 == 0) & (q_idx * 0.25 < 12.5)
+
+
+@pytest.mark.parametrize("fn", [even_keys, int32_wrap, bool_sum, rows_past_50_see_nothing], ids=lambda f: f.__name__)
+def test_ragged_lengths_gqa_and_empty_rows(fn):
+    # 70 queries over 150 keys, 4 query heads sharing 2 key/value heads; bool_sum and the
+    # last mask leave rows with no key at all, which must give zeros
+    torch.manual_seed(1)
+    q = torch.randn(1, 4, 70, 16)
+    k, v = torch.randn(1, 2, 150, 16), torch.randn(1, 2, 150, 16)
+    mask = torch_mask(fn, 70, 150)
+    expected = attention64(q, k, v, mask)
+    for backend, options in (("reference", {}), ("flex", {}), ("triton", {"block": (32, 32)})):
+        out = ac.compile(ac.attention(mask=fn), backend=backend, **options)(q, k, v)
+        assert out.shape == expected.shape, backend
+        assert (out.double() - expected).abs().max() < 1e-4, backend
+        assert not out.isnan().any(), backend
+    empty = ~mask[0, 0].any(-1)
+    assert bool(empty.any()) == (fn in (bool_sum, rows_past_50_see_nothing))
+    assert (expected[0, :, empty] == 0).all()

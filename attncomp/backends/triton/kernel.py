@@ -13,8 +13,8 @@ import sys
 import torch
 
 from ...errors import AttncompError, UnsupportedError
-from ...ir.dtypes import refuse_unfaithful
 from ...ir.analysis import analyze
+from ...ir.dtypes import refuse_unfaithful
 from ...ir.plan import Plan
 from ...ir.program import Program
 from ..binding import Bound
@@ -22,8 +22,8 @@ from ..cache import CallCache
 from ..modules import load_module
 from ..registry import Kernel, register
 from .codegen import generate_source
-from .syntax import MAX_LEN
 from .plan import lower
+from .syntax import MAX_LEN
 
 
 def interpreter_ready() -> bool:

@@ -14,11 +14,11 @@ import functools
 import math
 
 from ...ir import expr as E
-from ...ir.dtypes import infer, is_weak
-from ...ir.magnitude import fits, magnitude
+from ...ir.dtypes import is_weak
+from ...ir.magnitude import leaves_int32, magnitude
 from ...ir.ops import Op
+from ...ir.printer import PREC_ATOM, PREC_COMPARE, Syntax, format_expr
 from ...ir.rewrite import graph_rewrite
-from ...ir.printer import PREC_AND, PREC_ATOM, PREC_COMPARE, PREC_OR, Syntax, format_expr
 from ..torch_syntax import explicit_casts
 
 TL_CALLS = {
@@ -100,10 +100,6 @@ class TritonPrinter:
             Op.FLOORDIV: self._floordiv, Op.MOD: self._mod, Op.TANH: self._tanh, Op.FLOAT: self._cast,
             Op.INT: self._cast, Op.INVERT: self._invert, Op.POW: self._pow,
         })
-        bool_rules = {Op.ADD: ("|", PREC_OR), Op.MAXIMUM: ("|", PREC_OR), Op.MUL: ("&", PREC_AND),
-                      Op.MINIMUM: ("&", PREC_AND)}
-        for op, (symbol, prec) in bool_rules.items():
-            self.syntax.override[op] = self._with_fallback(self._bool_arith(symbol, prec), op)
         self.syntax.override.update(TL_FORMULAS)
 
     def _floordiv(self, e, p):
@@ -130,16 +126,6 @@ class TritonPrinter:
         kind = "tl.float32" if e.op == "float" else "tl.int64"  # torch's .float() and .long()
         return f"{p.text(e.src[0], PREC_ATOM)}.to({kind})", PREC_ATOM
 
-    @staticmethod
-    def _bool_arith(symbol: str, prec: int):
-        """torch computes bool + bool, max as a logical or and bool * bool, min as an and;
-        Triton would add two int1 values modulo 2."""
-        def rule(e, p):
-            if e.dtype != E.BOOL:
-                return None
-            return f"{p.text(e.src[0], prec)} {symbol} {p.text(e.src[1], prec + 1)}", prec
-        return rule
-
     def _invert(self, e, p):
         if e.dtype == E.BOOL:
             return f"{p.text(e.src[0], PREC_COMPARE + 1)} == 0", PREC_COMPARE
@@ -163,21 +149,6 @@ class TritonPrinter:
             base = p.text(a, PREC_ATOM)
             return "(" + " * ".join([base] * b.arg) + ")", PREC_ATOM
         return f"tl.exp2({p.text(b, 13)} * tl.log2({p.text(a, 0)}))", PREC_ATOM
-
-    def _with_fallback(self, rule, op):
-        generic = self.syntax.override.get(op)
-
-        def run(e, p):
-            out = rule(e, p)
-            if out is not None:
-                return out
-            if generic is not None:
-                return generic(e, p)
-            if op in self.syntax.infix:
-                sym, prec = self.syntax.infix[op]
-                return f"{p.text(e.src[0], prec)} {sym} {p.text(e.src[1], prec + 1)}", prec
-            return f"{self.syntax.calls[op]}({p.text(e.src[0], 0)}, {p.text(e.src[1], 0)})", PREC_ATOM
-        return run
 
     def _leaf(self, e: E.Expr, p):
         if e.op == "param":
@@ -220,14 +191,8 @@ def _is_int64(e: E.Expr) -> bool:
 
 
 def _widen(e: E.Expr) -> E.Expr | None:
-    if not e.src or e.op == Op.INT or any(map(_is_int64, e.src)):
+    if e.op == Op.INT or any(map(_is_int64, e.src)) or not leaves_int32(e, MAX_LEN):
         return None
-    computed = infer(Op.ADD, (e.src[0].tdtype, e.src[1].tdtype)) if e.op in E.COMPARE else e.tdtype
-    if computed != "int64":
-        return None
-    big_constant = any(s.op == Op.CONST and s.dtype == E.INT and not -2 ** 31 <= s.arg < 2 ** 31 for s in e.src)
-    if not big_constant and (e.op in E.COMPARE or fits(e, MAX_LEN, "int32")):
-        return None  # Triton's int32 gives torch's value (a literal past int32 is an error in Triton)
     ints = [i for i, s in enumerate(e.src) if s.dtype == E.INT and not is_weak(s.tdtype)]
     if not ints:
         return None

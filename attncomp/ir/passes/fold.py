@@ -6,7 +6,8 @@ tensor's value (an index fixed to one value, ``x * 0`` of a tensor) by torch in 
 ``x * 0 = 0``, ``x // 1 = x``, ``x % 1 = 0``, ``(x // a) // b = x // (a * b)`` for
 ``a, b > 0`` (floor division composes), ``(x % a) % b = x % b`` for ``a, b > 0`` with
 ``b`` dividing ``a`` (x and x % a differ by a multiple of b), ``where(True, a, b) = a``, ``where(c, a, a) = a``,
-``min(x, x) = max(x, x) = x``. And one rewrite of torch's meaning: a Python integer
+``min(x, x) = max(x, x) = x``, and on bools (torch computes them as logic)
+``x + y = max(x, y) = x | y``, ``x * y = min(x, y) = x & y``. And one rewrite of torch's meaning: a Python integer
 outside the narrow integer dtype an op computes in is written wrapped into it, as torch
 converts it (``doc < 2 ** 31`` with ``doc`` int32 is ``doc < -2 ** 31``).
 """
@@ -121,6 +122,9 @@ RULES = Rules([
     (Pat(Op.WHERE, Pat(Op.CONST, name="c"), x, y, name="e"), lambda e, c, x, y: _same_type(e, x if c.arg else y) or e),
     (Pat(Op.WHERE, Pat(), x, x), lambda x: x),
     (Pat(Op.INVERT, Pat(Op.INVERT, x)), lambda x: x),
+    # torch's bool arithmetic is logic: bool + and max are |, bool * and min are &
+    (Pat({Op.ADD, Op.MAXIMUM}, x, y, dtype=BOOL), lambda x, y: E.binary(Op.OR, x, y)),
+    (Pat({Op.MUL, Op.MINIMUM}, x, y, dtype=BOOL), lambda x, y: E.binary(Op.AND, x, y)),
     # x & True = x, x | False = x, x & x = x | x = x, x & False = False, x | True = True
     (Pat(Op.AND, _const(True), x, dtype=BOOL), lambda x: x), (Pat(Op.AND, x, x, dtype=BOOL), lambda x: x),
     (Pat(Op.AND, x, _const(True), dtype=BOOL), lambda x: x),
