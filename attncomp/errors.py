@@ -16,6 +16,7 @@ code.
 from __future__ import annotations
 
 import functools
+import inspect
 import linecache
 import os
 import sys
@@ -163,17 +164,38 @@ def user_frames(tb):
     return out
 
 
+def _usage_error(fn, args, kwargs) -> AttncompError | None:
+    """An AttncompError if ``fn(*args, **kwargs)`` does not fit ``fn``'s signature (a
+    misspelled keyword, a missing argument): checked only after the call raised TypeError,
+    so a correct call pays nothing."""
+    try:
+        signature = inspect.signature(fn)
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        name = getattr(fn, "__qualname__", fn.__name__)
+        return AttncompError(f"{name}(): {err}", hint=f"the signature is {fn.__name__}{signature}")
+    except ValueError:  # no signature to check against
+        return None
+    return None
+
+
 def api_boundary(fn):
     """Make ``fn`` a public entry point: an AttncompError leaving it is located at the
     user's call (unless it already has a location) and carries only the user's frames.
 
-    The error is re-raised with a bare ``raise``, which, unlike ``raise err``, adds no
+    A call that does not fit ``fn``'s signature is an AttncompError too, not Python's
+    TypeError. The error is re-raised with a bare ``raise``, which, unlike ``raise err``, adds no
     frame of this wrapper to the traceback.
     """
     @functools.wraps(fn)
     def entry_point(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except TypeError as err:
+            usage = _usage_error(fn, args, kwargs)
+            if usage is None:
+                raise
+            raise usage.at(user_location()).with_traceback(None) from None
         except AttncompError as err:
             err.at(user_location())
             err.with_traceback(user_frames(err.__traceback__))

@@ -34,12 +34,17 @@ def tile_classes(dense: torch.Tensor, bm: int, bn: int) -> torch.Tensor:
     return torch.where(kept == 0, 0, torch.where(kept == area, 2, 1))
 
 
-def attention64(q, k, v, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax attention in float64 over ``mask``; rows with no key give 0."""
+def attention64(q, k, v, mask: torch.Tensor, score=None) -> torch.Tensor:
+    """Softmax attention in float64 over ``mask``; rows with no key give 0. ``score(s, b,
+    h, q_idx, kv_idx)`` modifies the scaled scores, over broadcast index tensors."""
     q, k, v = (x.double() for x in (q, k, v))
     if k.shape[1] != q.shape[1]:
         k, v = (x.repeat_interleave(q.shape[1] // k.shape[1], 1) for x in (k, v))
     s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    if score is not None:
+        B, H, M, N = s.shape
+        s = score(s, torch.arange(B)[:, None, None, None], torch.arange(H)[None, :, None, None],
+                  torch.arange(M)[None, None, :, None], torch.arange(N)[None, None, None, :])
     s = s.masked_fill(~mask, float("-inf"))
     p = torch.softmax(s, -1).nan_to_num(0.0)
     return p @ v

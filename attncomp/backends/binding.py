@@ -4,7 +4,8 @@ Shared by all backends: positional arguments bind to the Program's inputs in ord
 (``Q, K, V`` for softmax attention), keywords to inputs or runtime tensors by name;
 captured tensors are the defaults. Index-letter sizes come from the inputs' shapes; an
 input with fewer heads than the query (``h`` smaller and dividing it) is grouped-query
-attention: query head ``h`` reads head ``h // (H / H_kv)``.
+attention: query head ``h`` reads head ``h // (H / H_kv)``. Inputs share one dtype and
+one device with values (not ``meta``), as torch's attention functions require.
 """
 
 from __future__ import annotations
@@ -85,14 +86,26 @@ def bind(program: Program, args: tuple, kwargs: dict) -> Bound:
     devices = {t.device for t in given.values()}
     if len(devices) > 1:
         raise _shape_error(program, f"inputs are on different devices: {sorted(map(str, devices))}")
+    if next(iter(devices)).type == "meta":
+        raise _shape_error(program, "inputs are on the meta device, which holds no values to attend over")
+    dtypes = {n: given[n].dtype for n in names}
+    if len(set(dtypes.values())) > 1:
+        raise _shape_error(program, f"inputs have different dtypes ({', '.join(f'{n} {d}' for n, d in dtypes.items())}); "
+                                    f"cast them to one dtype, as torch's scaled_dot_product_attention requires")
     groups = {n: 1 for n in names}
     if heads:
-        h = max(heads.values())
+        # the query-side inputs (those indexed by m) set the head count; key-side inputs
+        # may have fewer heads, shared by groups of query heads (GQA), never more
+        queries = {heads[n] for n in heads if "m" in program.input(n).letters} or {max(heads.values())}
+        if len(queries) > 1:
+            raise _shape_error(program, f"query-side inputs have different numbers of heads: "
+                                        f"{ {n: hk for n, hk in heads.items() if 'm' in program.input(n).letters} }")
+        h = queries.pop()
         for n, hk in heads.items():
-            if h % hk:
-                raise _shape_error(program, f"{n} has {hk} heads, which does not divide the {h} heads of the other "
-                                            f"inputs (grouped-query attention needs H % H_kv == 0)")
-            groups[n] = h // hk
+            if hk != h and (hk == 0 or h % hk):
+                raise _shape_error(program, f"{n} has {hk} heads, which does not divide the {h} query heads "
+                                            f"(grouped-query attention needs H_q % H_kv == 0 and H_kv <= H_q)")
+            groups[n] = h // hk if hk else 1
         sizes["h"] = h
 
     checked = check_runtime_tensors(program, runtime, sizes)

@@ -27,6 +27,7 @@ import torch
 from ..errors import UnsupportedError
 from ..ir import expr as E
 from ..ir.analysis import analyze
+from ..ir.arguments import block_shape
 from ..ir.dtypes import refuse_unfaithful
 from ..ir.magnitude import leaves_int32
 from ..ir.plan import Plan
@@ -138,9 +139,13 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
         "",
         "",
         "_COMPILED = {}",
-        "# Each variant and length bucket is one more compile of flex_attention's frame; allow many",
-        "# (torch's default of 8 would silently fall back to eager, dense flex_attention).",
-        "_LIMIT = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else 'cache_size_limit'",
+        "# Each variant and length bucket is one more compile of flex_attention's frame. Past torch's",
+        "# recompile limit (8) dynamo would silently run eager, dense flex_attention instead; the",
+        "# limits are raised only while our kernels run (a scoped config patch, not a global change).",
+        "_LIMITS = {next(n for n in names if hasattr(torch._dynamo.config, n)): 1 << 16",
+        "           for names in (('recompile_limit', 'cache_size_limit'),",
+        "                         ('accumulated_recompile_limit', 'accumulated_cache_size_limit'))",
+        "           if any(hasattr(torch._dynamo.config, n) for n in names)}",
         "",
         "",
         "def attend(compiled=True):",
@@ -148,7 +153,12 @@ def generate_source(program: Program, block: tuple[int, int]) -> str:
         "    if not compiled:",
         "        return flex_attention",
         "    if 'fn' not in _COMPILED:",
-        "        _COMPILED['fn'] = torch.compile(flex_attention, dynamic=False)",
+        "        compiled_fn = torch.compile(flex_attention, dynamic=False)",
+        "",
+        "        def fn(*args, **kwargs):",
+        "            with torch._dynamo.config.patch(**_LIMITS):",
+        "                return compiled_fn(*args, **kwargs)",
+        "        _COMPILED['fn'] = fn",
         "    return _COMPILED['fn']",
         "",
         "",
@@ -225,7 +235,7 @@ class FlexKernel(Kernel):
         if compiled:  # eager FlexAttention runs torch's own ops, which are the meaning
             refuse_unfaithful(program.mask, "compiled FlexAttention", self.spec.name)
             _refuse_tensor_powers(program.mask, self.spec.name)
-        self.block = (block, block) if isinstance(block, int) else tuple(block)
+        self.block = block_shape(block, self.spec.name)
         self.compiled = compiled
         self.source = generate_source(program, self.block)
         self.namespace = load_module(self.source, f"attncomp_flex_{self.spec.name}")

@@ -16,10 +16,12 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import api_boundary
+from ..errors import UnsupportedError, api_boundary
+from ..ir.analysis.loads import check_loads
 from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
 from .binding import Bound, bind
+from .cache import CallCache
 
 
 class Kernel(abc.ABC):
@@ -29,10 +31,12 @@ class Kernel(abc.ABC):
 
     backend: ClassVar[str]
     source: str | None = None
+    differentiable: ClassVar[bool] = False  # has a backward; until then inputs needing grad are refused
 
     def __init__(self, spec: Program | Plan):
         self.plan = plan_of(spec)
         self.spec = self.plan.spec
+        self.checked_loads = CallCache()
 
     @property
     def program(self) -> Program:
@@ -47,7 +51,28 @@ class Kernel(abc.ABC):
         # Bound against the spec as written, not the optimized program: a runtime tensor that
         # the passes proved unread (a dead equation, a folded-away load) is still a valid
         # argument, checked the same way on every backend.
-        return self.run(bind(self.spec, args, tensors))
+        bound = bind(self.spec, args, tensors)
+        self._refuse_grad(bound)
+        if 0 in bound.sizes.values():  # nothing to attend over: rows with no key give 0, as masked rows do
+            out = self.spec.eqns[-1]
+            first = next(iter(bound.inputs.values()))
+            return first.new_zeros([bound.sizes[x] for x in out.letters])
+        self.checked_loads.get(bound, bound.device, lambda: check_loads(
+            self.spec, bound.sizes.get("m", 1), bound.sizes.get("n", 1), bound.sizes.get("b", 1),
+            bound.sizes.get("h", 1), bound.tensors, bound.params))
+        return self.run(bound)
+
+    def _refuse_grad(self, bound: Bound) -> None:
+        """Never a silently detached output: until this backend has a backward, an input that
+        requires grad (with grad mode on) is an error."""
+        if self.differentiable or not torch.is_grad_enabled():
+            return
+        needing = [n for n, t in (bound.inputs | bound.tensors).items() if t.requires_grad]
+        if needing:
+            raise UnsupportedError(f"{', '.join(needing)} require(s) grad, but the {self.backend} backend has no "
+                                   f"backward yet, so its output would be detached from the graph",
+                                   variant=self.spec.name,
+                                   hint="Run under torch.no_grad() or pass .detach()ed tensors for inference")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,20 @@ from typing import Any
 from ..errors import TraceError
 from . import dtypes as D
 from .ops import ARITH, BINARY, CASTS, COMPARE, FLOAT_UNARY, INT_UNARY, LEAVES, LOGIC, REDUCTIONS, SHIFT, UNARY, WHERE, Op  # noqa: F401 (re-exported)
-from .rewrite import graph_rewrite, walk
+from .rewrite import depth, graph_rewrite, walk
+
+# Expressions nest at most this deep: the passes and evaluators recurse a few frames per
+# level, and Python's default limit is 1,000 frames. A sum of 3,000 terms on one line is
+# written as a few named intermediates or a reduction instead.
+MAX_DEPTH = 160
+
+
+def check_depth(expr: "Expr", what: str) -> None:
+    """Raise a TraceError if ``expr`` nests deeper than :data:`MAX_DEPTH`."""
+    d = depth(expr)
+    if d > MAX_DEPTH:
+        raise TraceError(f"{what} nests {d} operations deep, more than the {MAX_DEPTH} attncomp handles",
+                         hint="Split it into named intermediate results, or sum with a reduction (sum[n](...))")
 
 BOOL, INT, FLOAT = "bool", "int", "float"
 _RANK = {BOOL: 0, INT: 1, FLOAT: 2}

@@ -120,6 +120,8 @@ class _Parser:
     def equation(self, text: str, lineno: int) -> None:
         try:
             tree = ast.parse(text, mode="exec")
+        except RecursionError:
+            raise _LineError(f"the expression nests too deeply (at most {E.MAX_DEPTH} operations)") from None
         except SyntaxError as err:
             caret = " " * max((err.offset or 1) - 1, 0) + "^"
             raise _LineError(f"syntax error: {err.msg}\n    {text}\n    {caret}") from None
@@ -133,7 +135,11 @@ class _Parser:
         if len(set(letters)) != len(letters):
             raise _LineError(f"index letters {list(letters)} on the left repeat")
         self.letters_here = set(letters) | set(E.MASK_LETTERS) | self.bound_letters(stmt.value)
-        rhs = self.expr(stmt.value)
+        try:
+            rhs = self.expr(stmt.value)
+        except RecursionError:
+            raise _LineError(f"the expression nests too deeply (at most {E.MAX_DEPTH} operations)") from None
+        E.check_depth(rhs, f"the expression of {name}")
         if name == "mask":
             if self.mask is not None:
                 raise _LineError("the mask is defined twice (by the text, or by the text and mask=)")
@@ -176,6 +182,8 @@ class _Parser:
             return E.const(math.inf)
         if ident in self.defined:
             return E.ref(ident, self.defined[ident])
+        if ident in self.tensors and not self.tensors[ident].dims:
+            return E.load(self.tensors[ident], ())  # a 0-dim tensor is read by its bare name
         if ident in self.tensors:
             raise _LineError(f"runtime tensor {ident} needs indices, e.g. {ident}[{', '.join(map(str, self.tensors[ident].dims))}]")
         letter = _ALIASES.get(ident, ident)

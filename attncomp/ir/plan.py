@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .passes import optimize
 from .program import Program
 
@@ -31,7 +33,10 @@ LAYOUTS = 16  # layouts per plan: a sweep over sizes or tensors keeps only the r
 
 class Memo:
     """A small LRU. An entry also holds the objects its key names by ``id`` (runtime
-    tensors), so no other object can take over such an id while the entry lives."""
+    tensors), so no other object can take over such an id while the entry lives, and a
+    copy of their values: an edit the version counter does not see (through ``t.data`` or
+    ``t.numpy()``) still makes the entry stale, at the cost of one comparison of the
+    runtime tensors (``O(L)`` values, against the ``O(L^2)`` work they describe)."""
 
     def __init__(self, size: int):
         self.size = size
@@ -40,17 +45,28 @@ class Memo:
 
     def get(self, key, build: Callable[[], Any], hold: tuple = ()) -> Any:
         if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key][0]
+            value, held, copies = self.entries[key]
+            if all(_unchanged(t, c) for t, c in zip(held, copies)):
+                self.entries.move_to_end(key)
+                return value
+            del self.entries[key]
         value = build()
         self.builds += 1
-        self.entries[key] = (value, hold)
+        self.entries[key] = (value, hold, tuple(_copy(t) for t in hold))
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
         return value
 
     def clear(self) -> None:
         self.entries.clear()
+
+
+def _copy(value):
+    return value.detach().clone() if isinstance(value, torch.Tensor) else None
+
+
+def _unchanged(value, copy) -> bool:
+    return copy is None or (value.shape == copy.shape and bool(torch.equal(value.detach(), copy)))
 
 
 def tensor_key(tensors: dict) -> tuple:

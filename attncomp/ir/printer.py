@@ -117,8 +117,8 @@ class _Printer:
 
     def tensor(self, e: Expr) -> tuple[str, int]:
         name = e.arg.name if e.op == Op.LOAD else e.arg
-        if e.op == Op.REF and self.bare.get(name) == tuple(s.arg for s in e.src):
-            return name, PREC_ATOM
+        if e.op == Op.REF and self.bare.get(name) == tuple(s.arg for s in e.src) or not e.src:
+            return name, PREC_ATOM  # a 0-dim tensor is read by its bare name (``flag``), as in torch
         sep = "," if e.op == Op.REF else ", "  # einsum-style letters for cascade tensors
         return f"{name}[{sep.join(self.text(s, 0) for s in e.src)}]", PREC_ATOM
 

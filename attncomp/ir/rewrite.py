@@ -112,6 +112,17 @@ def walk(expr) -> Iterator:
         stack.extend((s, False) for s in reversed(node.src))
 
 
+def depth(expr) -> int:
+    """The length of the longest path from ``expr`` to a leaf (a leaf has depth 1).
+
+    The passes, printers and evaluators recurse over expressions, so attncomp bounds the
+    depth a user can build (:data:`attncomp.ir.expr.MAX_DEPTH`) where the IR is made."""
+    memo: dict = {}
+    for node in walk(expr):
+        memo[node] = 1 + max((memo[s] for s in node.src), default=0)
+    return memo[expr]
+
+
 def graph_rewrite(expr, rules: Rules | Callable):
     """``expr`` rebuilt bottom-up, each node (with its children already rewritten) replaced
     by the first rule that matches it; shared nodes are rewritten once. ``rules`` may also

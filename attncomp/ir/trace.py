@@ -68,6 +68,10 @@ def trace_function(fn, kind: str, variant: str) -> E.Expr:
     except AttncompError:
         raise TraceError(f"{kind} function {fn_name} returned {result!r}, not an expression", variant=variant,
                          location=function_location(fn)) from None
+    try:
+        E.check_depth(out, f"{kind} function {fn_name}")
+    except AttncompError as err:
+        raise err.at(function_location(fn), variant=variant) from None
     if kind == "mask" and out.dtype != E.BOOL:
         raise TraceError(f"mask function {fn_name} must return a boolean expression, but returned "
                          f"the {out.dtype} expression {out}", variant=variant, location=function_location(fn))

@@ -25,7 +25,7 @@ class Hardware:
     sms: int                    # streaming multiprocessors (compute units)
     clock_ghz: float            # tensor-core clock the dense peak is quoted at
     tensor_flops_per_clk: float # dense 16-bit tensor FLOPs per SM per clock
-    fp8_factor: float           # fp8 tensor throughput over 16-bit
+    fp8_factor: float | None    # fp8 tensor throughput over 16-bit; None: no fp8 tensor cores
     exp_per_clk: float          # special-function (exp) results per SM per clock
     alu_per_clk: float          # FP32/INT32 ALU ops per SM per clock
     hbm_gbps: float             # DRAM bandwidth
@@ -65,11 +65,11 @@ def from_datasheet(row: dict) -> Hardware:
     """A Hardware from a row of ``data/hardware.csv`` (datasheet units: TFLOP/s, GB/s).
     Per SM per clock: the tensor rate is the row's MMA rate, or the dense BF16 peak over
     SMs x clock where the vendor gives no such figure; fp8 runs at the fp8 over the BF16
-    peak (1 without fp8 tensor cores); ALU ops from the FP32 peak, an FMA being two FLOPs."""
+    peak (None without fp8 tensor cores); ALU ops from the FP32 peak, an FMA being two FLOPs."""
     sms, clock, bf16 = int(row["sms"]), float(row["tensor_clock_ghz"]), float(row["bf16_dense_tflops"])
     mma = row["mma_flop_per_clk_per_sm_bf16"]
     tensor = int(mma) if mma else round(bf16 * 1e12 / (sms * clock * 1e9))
-    fp8 = round(float(row["fp8_dense_tflops"]) / bf16, 2) if row["fp8_dense_tflops"] else 1.0
+    fp8 = round(float(row["fp8_dense_tflops"]) / bf16, 2) if row["fp8_dense_tflops"] else None
     return Hardware(row["name"], sms, clock, tensor, fp8, int(row["exp_per_clk_per_sm"]),
                     _alu(float(row["fp32_tflops"]), sms, clock), float(row["hbm_gbps"]), float(row["l2_mb"]),
                     int(row["smem_kb_per_sm"]), row["generation"], source=row["source"])
@@ -141,7 +141,7 @@ def measure_cpu(threads: int | None = None) -> Hardware:
     bandwidth = 2 * big.numel() * 4 / best(lambda: big.clone(), repeat=3)
     clock = 1.0  # rates are per "clock" of 1 ns: per-thread throughputs in units per ns
     per = lambda rate: rate / threads / 1e9 / clock
-    return Hardware(f"cpu-{threads}t", threads, clock, per(flops), 1.0, per(exps), per(alu), bandwidth / 1e9, 32,
+    return Hardware(f"cpu-{threads}t", threads, clock, per(flops), None, per(exps), per(alu), bandwidth / 1e9, 32,
                     2048, "cpu", launch_us=20.0, partial_tile_factor=partial_tile_factor(),
                     source=f"measured on this machine ({threads} threads, torch {torch.__version__})")
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import AttncompError, api_boundary
+from ..ir import expr as E
 from ..ir.analysis import BlockLayout, analyze
+from ..ir.arguments import block_shape, positive_int
 from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
 from .costs import tile_work
@@ -68,6 +70,28 @@ def _works(planned: Plan, bm: int, bn: int, head_dim: int, value_dim: int, nbyte
             tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted))
 
 
+MAX_HEAD_DIM = 1024  # beyond any kernel family's head dim; larger values are typos, not designs
+
+
+def _check_layout(planned: Plan, layout, q_len: int, kv_len: int, block: tuple[int, int], batch: int,
+                  heads: int) -> None:
+    """A ``layout=`` given to reuse must be this problem's: same spec, sizes, block, and a
+    layout per batch element / head where the mask reads ``b`` / ``h``."""
+    name = planned.name
+    if not isinstance(layout, BlockLayout):
+        raise AttncompError(f"layout must be a BlockLayout from ac.analyze, got {type(layout).__name__}", variant=name)
+    if layout.block != block or (layout.q_len, layout.kv_len) != (q_len, kv_len):
+        raise AttncompError(f"the layout is for {layout.q_len}x{layout.kv_len} with blocks {layout.block}, "
+                            f"not {q_len}x{kv_len} with {block}", variant=name)
+    mask = planned.program.mask
+    letters = E.letters_of(mask) if mask is not None else set()
+    shape = (batch if "b" in letters else 1, heads if "h" in letters else 1)
+    if layout.name != name or tuple(layout.shape) != shape:
+        raise AttncompError(f"the layout is of {layout.name} with (batch, heads) groups {tuple(layout.shape)}, "
+                            f"not of {name} at batch={batch}, heads={heads} (groups {shape})", variant=name,
+                            hint="Analyze with the same batch and heads, or leave layout= out")
+
+
 @api_boundary
 def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int = 1, heads: int = 1, kv_heads: int | None = None,
              q_len: int = 4096, kv_len: int | None = None, head_dim: int = 128, value_dim: int | None = None,
@@ -82,26 +106,32 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     (1.98, 2.0, True)
     """
     if not isinstance(spec, (Program, Plan)):
-        raise AttncompError(f"ac.simulate expects a Program, got {type(spec).__name__}")
+        raise AttncompError(f"ac.simulate expects a Program, got {type(spec).__name__}",
+                            hint="Wrap a mask function as ac.attention(mask=fn)" if callable(spec) else None)
     planned = plan_of(spec)
+    name = planned.name
     hw = hardware if isinstance(hardware, Hardware) else gpu(hardware)
     fam_name = family or default_family(hw)
     if fam_name not in FAMILIES:
-        raise AttncompError(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}")
+        raise AttncompError(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}", variant=name)
     fam = FAMILIES[fam_name]
     if dtype not in DTYPE_BYTES:
-        raise AttncompError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}")
-    kv_len = kv_len or q_len
-    kv_heads = kv_heads or heads
+        raise AttncompError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}", variant=name)
+    if dtype == "fp8" and hw.fp8_factor is None:
+        raise AttncompError(f"{hw.name} has no fp8 tensor cores; simulate it in bf16 or fp16", variant=name)
+    kv_len = q_len if kv_len is None else kv_len
+    kv_heads = heads if kv_heads is None else kv_heads
+    value_dim = head_dim if value_dim is None else value_dim
+    for arg, value in (("batch", batch), ("heads", heads), ("kv_heads", kv_heads), ("q_len", q_len),
+                       ("kv_len", kv_len), ("head_dim", head_dim), ("value_dim", value_dim)):
+        positive_int(arg, value, name, limit=MAX_HEAD_DIM if arg in ("head_dim", "value_dim") else None)
     if heads % kv_heads:
-        raise AttncompError(f"kv_heads={kv_heads} must divide heads={heads}", variant=spec.name)
-    value_dim = value_dim or head_dim
-    bm, bn = block or fam.block(head_dim)
+        raise AttncompError(f"kv_heads={kv_heads} must divide heads={heads}", variant=name)
+    bm, bn = block_shape(block, name) if block is not None else fam.block(head_dim)
     if layout is None:
         layout = analyze(planned, q_len, kv_len, (bm, bn), tensors=tensors, batch=batch, heads=heads)
-    elif layout.block != (bm, bn) or (layout.q_len, layout.kv_len) != (q_len, kv_len):
-        raise AttncompError(f"the layout is for {layout.q_len}x{layout.kv_len} with blocks {layout.block}, "
-                            f"not {q_len}x{kv_len} with {(bm, bn)}", variant=spec.name)
+    else:
+        _check_layout(planned, layout, q_len, kv_len, (bm, bn), batch, heads)
     nbytes = DTYPE_BYTES[dtype]
     work, dense_work = _works(planned, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)

@@ -35,7 +35,7 @@ def test_every_datasheet_row_is_a_registered_gpu():
         assert hw is GPUS[r["alias"]] and hw.source == r["source"] and hw.generation == r["generation"]
         assert hw.peak_tflops == pytest.approx(float(r["bf16_dense_tflops"]), rel=0.01)
         assert hw.alu_per_clk * 2 * hw.sms * hw.clock_ghz / 1e3 == pytest.approx(float(r["fp32_tflops"]))
-    assert gpu("a100").fp8_factor == 1.0 and gpu("h100").fp8_factor == 2.0
+    assert gpu("a100").fp8_factor is None and gpu("h100").fp8_factor == 2.0  # A100: no fp8 tensor cores
 
 
 def test_a_new_generation_needs_a_family():

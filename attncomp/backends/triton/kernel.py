@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ...errors import AttncompError, UnsupportedError
+from ...ir.arguments import block_shape
 from ...ir.analysis import analyze
 from ...ir.dtypes import refuse_unfaithful
 from ...ir.plan import Plan
@@ -61,7 +62,8 @@ class TritonKernel(Kernel):
         super().__init__(spec)
         refuse_unfaithful(self.program.mask, "Triton", self.spec.name)
         self.lowered = lower(self.program)
-        self.block = (block, block) if isinstance(block, int) else tuple(block)
+        # tl.arange needs powers of two and tl.dot at least 16 rows and columns
+        self.block = block_shape(block, self.spec.name, power_of_two=True, minimum=16)
         self.store_lse, self.count = store_lse, count
         self.source = generate_source(self.program, self.lowered)
         self._module: dict | None = None

@@ -15,53 +15,21 @@ import numpy as np
 
 from ...errors import AttncompError, api_boundary
 from .. import expr as E
-from ..evaluate import dense_mask, mask_mod
+from ..arguments import block_shape, known_tensors, positive_int
+from ..evaluate import mask_mod
 from ..plan import Plan, plan_of
 from ..program import Program
 from ..runtime import check_runtime_tensors
 from .intervals import IntervalEvaluator
 from .layout import CSR, BlockLayout, from_tiles
+from .loads import check_loads
 from .summaries import RangeTable
 from .tiles import Grid, PointEvaluator, Rects, refine, resolve_leaves, subdivide
 
 __all__ = ["BlockLayout", "CSR", "analyze"]
 
-DENSE_CHECK_LIMIT = 1 << 24  # points: below this, a possible out-of-bounds load is checked exactly
-
-
-def _block(block) -> tuple[int, int]:
-    bm, bn = (block, block) if isinstance(block, int) else tuple(block)
-    if not all(isinstance(x, int) and x > 0 for x in (bm, bn)):
-        raise AttncompError(f"block must be a positive int or two, got {block!r}")
-    return bm, bn
-
-
-def _check_loads_in_bounds(program, mask, grid, params, load, tensors) -> None:
-    """Every load's index must stay inside its tensor over the whole domain. Intervals
-    prove it in the usual case; otherwise small problems are checked point by point (the
-    evaluator names the offending index), large ones are refused."""
-    G = len(grid.group_b)
-    root = Rects(np.arange(G), np.zeros(G, np.int64), np.full(G, grid.nq), np.zeros(G, np.int64), np.full(G, grid.nk))
-    ev = IntervalEvaluator(root.box(grid), params, load)
-    for node in E.walk(mask):
-        if node.op != "load":
-            continue
-        shape = tensors[node.arg.name].shape
-        for pos, sub in enumerate(node.src):
-            lo, hi = ev.rng(sub)
-            if lo.min() >= 0 and hi.max() <= shape[pos] - 1:
-                continue
-            if G * grid.q_len * grid.kv_len <= DENSE_CHECK_LIMIT:
-                dense_mask(mask, grid.q_len, grid.kv_len, tensors, params, int(grid.group_b.max()) + 1,
-                           int(grid.group_h.max()) + 1, program.name)
-                return
-            raise AttncompError(f"index {pos} of {node.arg.name} is `{sub}`, which may take values "
-                                f"{lo.min():.0f}..{hi.max():.0f} outside 0..{shape[pos] - 1}",
-                                hint="Clamp it so the mask never reads outside the tensor", variant=program.name)
-
-
 @api_boundary
-def analyze(spec: Program | Plan, q_len: int, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
+def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
             batch: int = 1, heads: int = 1) -> BlockLayout:
     """Classify every (query block, key block) tile of ``spec``'s mask as empty, partial or full.
 
@@ -84,14 +52,15 @@ def analyze(spec: Program | Plan, q_len: int, kv_len: int | None = None, block=(
     """
     start = time.perf_counter()
     if not isinstance(spec, (Program, Plan)):
-        raise AttncompError(f"ac.analyze expects a Program, got {type(spec).__name__}")
+        hint = ("Wrap a mask function as ac.attention(mask=fn)" if callable(spec) else
+                "Build one with ac.attention, ac.cascade or attncomp.variants")
+        raise AttncompError(f"ac.analyze expects a Program, got {type(spec).__name__}", hint=hint)
     kv_len = q_len if kv_len is None else kv_len
     for name, value in (("q_len", q_len), ("kv_len", kv_len), ("batch", batch), ("heads", heads)):
-        if not (isinstance(value, int) and value > 0):
-            raise AttncompError(f"{name} must be a positive int, got {value!r}", variant=spec.name)
-    bm, bn = _block(block)
+        positive_int(name, value, spec.name)
+    bm, bn = block_shape(block, spec.name)
     planned = plan_of(spec)
-    tensors = tensors or {}
+    tensors = known_tensors(planned.spec, tensors)
     return planned.layout((q_len, kv_len, (bm, bn), batch, heads), tensors,
                           lambda: _classify(planned, q_len, kv_len, bm, bn, tensors, batch, heads, start))
 
@@ -121,7 +90,8 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
 
     reps, members = _group_classes(mask, grid)
     rgrid = Grid(q_len, kv_len, bm, bn, grid.group_b[reps], grid.group_h[reps])
-    _check_loads_in_bounds(program, mask, rgrid, params, load, values)
+    check_loads(program, q_len, kv_len, batch, heads, values, params,
+                loads=[n for n in E.walk(mask) if n.op == "load"], load_fn=load)
     stats: dict = {"groups": G, "distinct_groups": len(reps)}
     full_rects, leaves = subdivide(mask, rgrid, params, load, stats)
     points = PointEvaluator(mask, values, params, program.name)

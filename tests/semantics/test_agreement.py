@@ -1,0 +1,244 @@
+"""Issue 22's reproductions, by name: for the same input every backend gives the same
+answer, the same shape, or the same AttncompError, and no cache outlives its data.
+
+Backends: the reference, Triton (interpreter) and eager FlexAttention; compiled flex
+where the case is about compilation. Answers are judged against a float64 oracle over
+torch's own dense mask, not against attncomp's evaluator.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import pytest
+import torch
+
+import attncomp as ac
+from attncomp.errors import ShapeError, TraceError, UnsupportedError
+from torch_truth import attention64, torch_mask
+
+BACKENDS = {"reference": {}, "triton": {"block": (16, 16)}, "flex": {"compiled": False}}
+
+
+def kernels(spec):
+    return {name: ac.compile(spec, backend=name, **options) for name, options in BACKENDS.items()}
+
+
+def same_error_everywhere(spec, *args, error=ac.AttncompError, **tensors) -> str:
+    """Every backend raises ``error`` with one message (up to the backend's name); returns it."""
+    messages = set()
+    for name, kernel in kernels(spec).items():
+        with pytest.raises(error) as info:
+            kernel(*args, **tensors)
+        messages.add(info.value.summary.replace(f"the {name} backend", "the backend"))
+    assert len(messages) == 1, messages
+    return messages.pop()
+
+
+def qkv(heads=2, kv_heads=None, length=64, dim=16, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, heads, length, dim, generator=gen, dtype=dtype)
+    k = torch.randn(1, kv_heads or heads, length, dim, generator=gen, dtype=dtype)
+    v = torch.randn(1, kv_heads or heads, length, dim, generator=gen, dtype=dtype)
+    return q, k, v
+
+
+def test_out_of_range_load_is_one_error_on_every_backend():
+    bias = torch.randn(256)
+
+    def rel_bias(score, b, h, q_idx, kv_idx):
+        return score + bias[q_idx - kv_idx]
+    message = same_error_everywhere(ac.attention(score=rel_bias, name="rel_bias"), *qkv(length=128))
+    assert "index 0 of bias is `m - n`, which takes values -127..127, outside 0..255" in message
+
+
+def test_load_through_a_clamp_is_in_range_everywhere():
+    bias = torch.randn(256)
+
+    def rel_bias(score, b, h, q_idx, kv_idx):
+        return score + bias[(q_idx - kv_idx).clamp(0, 255)]
+    spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, score=rel_bias)
+    q, k, v = qkv(length=96)
+    mask = torch_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 96, 96)
+    score = lambda s, b, h, m, n: s + bias.double()[(m - n).clamp(0, 255)]
+    expected = attention64(q, k, v, mask, score=score)
+    for name, kernel in kernels(spec).items():
+        torch.testing.assert_close(kernel(q, k, v).double(), expected, atol=2e-5, rtol=0, msg=name)
+
+
+def test_more_kv_heads_than_query_heads_is_refused_everywhere():
+    message = same_error_everywhere(ac.variants.causal(), *qkv(heads=2, kv_heads=4), error=ShapeError)
+    assert "K has 4 heads, which does not divide the 2 query heads" in message
+
+
+def test_gqa_maps_query_heads_to_the_same_kv_heads_everywhere():
+    q, k, v = qkv(heads=4, kv_heads=2, length=48)
+    mask = torch_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 48, 48)
+    expected = attention64(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), mask)
+    for name, kernel in kernels(ac.variants.causal()).items():
+        torch.testing.assert_close(kernel(q, k, v).double(), expected, atol=2e-5, rtol=0, msg=name)
+
+
+def test_inputs_that_require_grad_are_refused_not_detached():
+    q, k, v = qkv()
+    q.requires_grad_(True)
+    message = same_error_everywhere(ac.variants.causal(), q, k, v, error=UnsupportedError)
+    assert "require(s) grad" in message and "detached" in message
+    with torch.no_grad():  # inference: fine
+        for kernel in kernels(ac.variants.causal()).values():
+            assert kernel(q, k, v).shape == q.shape
+
+
+def test_a_captured_tensor_that_requires_grad_is_refused():
+    slopes = torch.rand(2, requires_grad=True)
+    spec = ac.attention(score=lambda s, b, h, q_idx, kv_idx: s + slopes[h] * (kv_idx - q_idx), name="alibi")
+    assert "slopes require(s) grad" in same_error_everywhere(spec, *qkv(), error=UnsupportedError)
+
+
+@pytest.mark.parametrize("edit", ["data", "numpy", "in_place"])
+@pytest.mark.parametrize("backend", ["triton", "flex"])
+def test_runtime_tensor_edited_after_a_call_is_seen(backend, edit):
+    doc = torch.zeros(1, 128, dtype=torch.int32)
+    doc[:, 64:] = 1
+    spec = ac.variants.document(doc)
+    q, k, v = qkv(length=128)
+    kernel = ac.compile(spec, backend=backend, **BACKENDS[backend])
+    kernel(q, k, v)  # caches the layout of two documents
+    {"data": lambda: doc.data.zero_(), "numpy": lambda: doc.numpy().fill(0), "in_place": doc.zero_}[edit]()
+    mask = torch_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 128, 128)  # now one document
+    torch.testing.assert_close(kernel(q, k, v).double(), attention64(q, k, v, mask), atol=2e-5, rtol=0)
+
+
+def test_analyze_refuses_a_misspelled_tensor_name():
+    doc = torch.zeros(1, 256, dtype=torch.int32)
+    spec = ac.variants.document(doc)
+    with pytest.raises(ac.AttncompError, match="unknown runtime tensor.*document_ids.*declares: doc"):
+        ac.analyze(spec, 256, tensors={"document_ids": doc})
+    with pytest.raises(ac.AttncompError, match="unknown runtime tensor"):
+        ac.simulate(spec, q_len=256, tensors={"document_ids": doc})
+
+
+def test_simulate_refuses_a_layout_of_other_heads_or_sizes():
+    spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) & (q_idx - kv_idx <= h * 128), name="hwin")
+    one_head = ac.analyze(spec, 1024, heads=1)
+    with pytest.raises(ac.AttncompError, match="groups"):
+        ac.simulate(spec, heads=8, q_len=1024, layout=one_head)
+    with pytest.raises(ac.AttncompError, match="layout is for 1024x1024"):
+        ac.simulate(ac.variants.causal(), q_len=4096, layout=ac.analyze(ac.variants.causal(), 1024))
+    with pytest.raises(ac.AttncompError, match="layout is of causal"):
+        ac.simulate(ac.variants.sliding_window(64), q_len=1024, layout=ac.analyze(ac.variants.causal(), 1024))
+    eight = ac.analyze(spec, 1024, heads=8)
+    assert ac.simulate(spec, heads=8, q_len=1024, layout=eight).speedup == ac.simulate(spec, heads=8, q_len=1024).speedup
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(head_dim=-64), "head_dim must be a positive int, got -64"),
+    (dict(head_dim=0), "head_dim must be a positive int"),
+    (dict(head_dim=100000), "head_dim must be at most"),
+    (dict(kv_heads=0), "kv_heads must be a positive int"),
+    (dict(value_dim=0), "value_dim must be a positive int"),
+    (dict(heads=0), "heads must be a positive int"),
+    (dict(q_len=0), "q_len must be a positive int"),
+    (dict(kv_len=-1), "kv_len must be a positive int"),
+    (dict(batch=True), "batch must be a positive int"),
+    (dict(block=(64, 64, 64)), "block must be one positive int or two"),
+    (dict(block=(0, 64)), "block must be one positive int or two"),
+    (dict(dtype="fp8", hardware="a100"), "no fp8 tensor cores"),
+    (dict(dtype="int8"), "unknown dtype"),
+    (dict(hardware="h900"), "unknown hardware"),
+    (dict(family="nope"), "unknown kernel family"),
+    (dict(kv_heads=3, heads=8), "kv_heads=3 must divide heads=8"),
+    (dict(layout="causal"), "layout must be a BlockLayout"),
+])
+def test_simulate_validates_every_argument(kwargs, match):
+    with pytest.raises(ac.AttncompError, match=match):
+        ac.simulate(ac.variants.causal(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(q_len=0), dict(heads=0), dict(batch=-2), dict(block=(64, 64, 64)),
+                                    dict(block=0), dict(block="64"), dict(kv_len=2.5)])
+def test_analyze_validates_every_argument(kwargs):
+    with pytest.raises(ac.AttncompError, match="must be"):
+        ac.analyze(ac.variants.causal(), **({"q_len": 256} | kwargs))
+
+
+@pytest.mark.parametrize("lengths", [(0, 64), (64, 0), (0, 0)])
+def test_empty_sequences_give_the_same_zeros_everywhere(lengths):
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 2, lengths[0], 16, generator=gen)
+    k = v = torch.randn(1, 2, lengths[1], 16, generator=gen)
+    for name, kernel in kernels(ac.variants.causal()).items():
+        out = kernel(q, k, v)
+        assert out.shape == (1, 2, lengths[0], 16) and out.dtype == q.dtype, name
+        assert not out.any(), name  # a query with no key attends to nothing: 0, not NaN
+
+
+def test_fully_masked_rows_are_zeros_everywhere():
+    spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: (q_idx >= 40) & (kv_idx <= q_idx), name="late")
+    q, k, v = qkv(length=64)
+    for name, kernel in kernels(spec).items():
+        out = kernel(q, k, v)
+        assert not out[:, :, :40].any() and not out.isnan().any(), name
+
+
+def test_mixed_dtypes_and_meta_tensors_are_refused_everywhere():
+    q, k, v = qkv()
+    assert "different dtypes" in same_error_everywhere(ac.variants.causal(), q.half(), k, v, error=ShapeError)
+    meta = [t.to("meta") for t in (q, k, v)]
+    assert "meta device" in same_error_everywhere(ac.variants.causal(), *meta, error=ShapeError)
+
+
+def test_a_zero_dim_captured_tensor_runs_everywhere():
+    flag = torch.tensor(True)
+    spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: flag & (kv_idx <= q_idx), name="flagged")
+    assert "mask[b,h,m,n] = flag & (n <= m)" in str(spec)
+    assert ac.cascade(str(spec).split("\n", 1)[1], name="flagged") == spec  # the text parses back
+    q, k, v = qkv(length=48)
+    expected = attention64(q, k, v, torch_mask(lambda b, h, q_idx, kv_idx: kv_idx <= q_idx, 48, 48))
+    for name, kernel in kernels(spec).items():
+        torch.testing.assert_close(kernel(q, k, v).double(), expected, atol=2e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("block", [48, (64, 8), (0, 64), (64, 64, 64)])
+def test_triton_refuses_blocks_it_cannot_tile_at_compile_time(block):
+    with pytest.raises(ac.AttncompError, match="block must be one power of two >= 16"):
+        ac.compile(ac.variants.causal(), backend="triton", block=block)
+
+
+def test_expressions_too_deep_to_handle_are_refused_where_written():
+    text = "S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]\nO[b,h,m,e] = sigmoid(" + "+".join(["S"] * 3000) + ") * V[b,h,n,e]"
+    with pytest.raises(ac.AttncompError, match="line 2: the expression nests too deeply"):
+        ac.cascade(text)
+    with pytest.raises(TraceError, match="nests 402 operations deep") as info:
+        ac.attention(mask=lambda b, h, q_idx, kv_idx: functools.reduce(operator.or_, [q_idx == kv_idx + i
+                                                                                     for i in range(400)]))
+    assert info.value.location.filename == __file__
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ac.attention(score_mod=lambda s, b, h, q_idx, kv_idx: s), "unexpected keyword argument 'score_mod'"),
+    (lambda: ac.analyze(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx), "expects a Program"),
+    (lambda: ac.simulate(ac.variants.causal(), "h100", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16),
+     "too many positional arguments"),
+    (lambda: ac.cascade(), "missing a required argument: 'text'"),
+])
+def test_calls_that_do_not_fit_a_signature_are_attncomp_errors(call, match):
+    with pytest.raises(ac.AttncompError, match=match) as info:
+        call()
+    assert info.value.location.filename == __file__
+
+
+def test_compiled_flex_never_falls_back_past_torchs_recompile_limit():
+    """Each variant is one more compile of flex_attention's frame; with torch's limit at 1
+    (8 by default), the second would silently run eager without attncomp's scoped raise."""
+    from torch._dynamo.utils import counters
+
+    q, k, v = qkv(heads=1, length=128)
+    before = counters["frames"]["ok"]
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for window in (8, 24):
+            spec = ac.variants.sliding_window(window)
+            out = ac.compile(spec, backend="flex")(q, k, v)
+            torch.testing.assert_close(out, ac.compile(spec, backend="reference")(q, k, v), atol=2e-5, rtol=0)
+    assert counters["frames"]["ok"] - before >= 2
