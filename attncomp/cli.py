@@ -13,6 +13,9 @@ VARIANT is a built-in name (``attncomp list``) or ``path/to/file.py[:name]``.
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import re
 import sys
 
@@ -20,11 +23,80 @@ from .errors import AttncompError
 
 
 def parse_size(text: str) -> int:
-    """``4096``, ``32k`` (32768) or ``1m`` (1048576)."""
+    """``4096``, ``32k`` (32768) or ``1m`` (1048576); at least 1."""
     m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", text)
     if not m:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 4096, 32k, 1m)")
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+    size = int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"a size must be at least 1, got {text!r}")
+    return size
+
+
+def positive(text: str) -> int:
+    """An int of at least 1 (heads, batch, head dim)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def index(text: str) -> int:
+    """An int of at least 0 (which head or batch element to draw)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _finite(value):
+    """``value`` with every inf/nan float replaced by None: JSON has no Infinity (a mask that
+    keeps nothing has an infinite FLOP bound), and ``json.dumps`` would print it anyway."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dump_json(value) -> str:
+    """Strict JSON (``allow_nan=False``): non-finite numbers become null."""
+    return json.dumps(_finite(value), indent=2, default=str, allow_nan=False)
+
+
+def _tensor_files(pairs: list[str] | None) -> dict:
+    """``--tensor NAME=FILE`` (``.pt`` saved by ``torch.save``, ``.npy`` by ``numpy.save``):
+    values for a variant's declared runtime tensors (``ac.tensor``)."""
+    import numpy as np
+    import torch
+
+    out = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise AttncompError(f"--tensor takes NAME=FILE.pt or NAME=FILE.npy, got {pair!r}")
+        path = path.strip()
+        try:
+            if path.endswith(".npy"):
+                value = torch.from_numpy(np.load(path, allow_pickle=False))
+            elif path.endswith((".pt", ".pth")):
+                value = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                raise AttncompError(f"--tensor {name}: {path} is neither .pt (torch.save) nor .npy (numpy.save)")
+        except (OSError, ValueError, RuntimeError, EOFError) as err:
+            raise AttncompError(f"--tensor {name}: cannot read {path}: {err}") from None
+        if not isinstance(value, torch.Tensor):
+            raise AttncompError(f"--tensor {name}: {path} holds a {type(value).__name__}, not a tensor")
+        out[name.strip()] = value
+    return out
 
 
 def _params(pairs: list[str]) -> dict:
@@ -53,22 +125,31 @@ def cmd_list(args) -> int:
     return 0
 
 
-def example_tensors(loaded, q_len: int, kv_len: int, batch: int = 1, heads: int = 1) -> dict:
-    """Runtime tensors to run ``loaded`` at these sizes: the registry's seeded examples for
-    built-ins, the captured tensors for user Programs."""
+def example_tensors(loaded, q_len: int, kv_len: int, batch: int = 1, heads: int = 1, given: dict | None = None) -> dict:
+    """Runtime tensors to run ``loaded`` at these sizes: ``given`` (``--tensor``) first, then
+    the registry's seeded examples for built-ins, the captured tensors for user Programs."""
     program = loaded.program
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(program.tensors))
+    if unknown:
+        raise AttncompError(f"--tensor {', '.join(unknown)}: {program.name} declares no such runtime tensor "
+                            f"(it declares: {', '.join(program.tensors) or 'none'})")
     if loaded.variant is not None:
         ex = loaded.variant.example(q_len, kv_len, batch=batch, heads=heads)
-        return loaded.variant.example_tensors(ex, **loaded.arguments)
-    tensors = dict(program.bindings)
+        return loaded.variant.example_tensors(ex, **loaded.arguments) | given
+    tensors = dict(program.bindings) | given
     missing = [str(t) for name, t in program.tensors.items() if name not in tensors]
     if missing:
         raise AttncompError(f"{program.name} reads runtime tensor(s) {', '.join(missing)} that have no value; "
-                            "capture a tensor in the mask function or use a built-in variant")
+                            f"pass each as --tensor NAME=FILE.pt (torch.save) or NAME=FILE.npy (numpy.save)")
     return tensors
 
 
+SHOW_DENSE_LIMIT = 1 << 22  # pairs: above this `show` draws from the exact tile analysis instead
+
+
 def cmd_show(args) -> int:
+    from .ir.analysis import analyze
     from .ir.evaluate import dense_mask
     from .ir.picture import mask_picture
     from .variants.loader import load_variant
@@ -82,12 +163,22 @@ def cmd_show(args) -> int:
     if program.mask is None:
         print(f"(no mask: every query attends all {kv_len} keys)")
         return 0
-    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch_index + 1, heads=args.head + 1)
-    grid = dense_mask(program.mask, q_len, kv_len, tensors, batch=args.batch_index + 1, heads=args.head + 1,
+    batch, heads = args.batch_index + 1, args.head + 1
+    tensors = example_tensors(loaded, q_len, kv_len, batch=batch, heads=heads, given=_tensor_files(args.tensor))
+    where = f"q_len={q_len}, kv_len={kv_len} (batch {args.batch_index}, head {args.head})"
+    if q_len * kv_len > SHOW_DENSE_LIMIT:
+        # one picture cell per tile of the analysis: the same drawing, without q_len x kv_len values
+        block = (-(-q_len // 64), -(-kv_len // 64))
+        layout = analyze(program, q_len, kv_len, block, tensors=tensors, batch=batch, heads=heads)
+        b, h = min(args.batch_index, layout.shape[0] - 1), min(args.head, layout.shape[1] - 1)
+        print(f"mask at {where}, drawn from the exact tile analysis ({block[0]}x{block[1]} tiles); "
+              f"mask density over all {layout.shape[0]}x{layout.shape[1]} groups: {100.0 * layout.mask_density:.1f}%")
+        print(layout.show(b=b, h=h))
+        return 0
+    grid = dense_mask(program.mask, q_len, kv_len, tensors, batch=batch, heads=heads,
                       variant=program.name)[args.batch_index, args.head]
     kept = int(grid.sum())
-    print(f"mask at q_len={q_len}, kv_len={kv_len} (batch {args.batch_index}, head {args.head}): "
-          f"{kept} of {q_len * kv_len} pairs ({100.0 * kept / (q_len * kv_len):.1f}%)")
+    print(f"mask at {where}: {kept} of {q_len * kv_len} pairs ({100.0 * kept / (q_len * kv_len):.1f}%)")
     print(mask_picture(grid))
     return 0
 
@@ -106,20 +197,21 @@ def _lengths(loaded, args) -> tuple[int, int]:
 
 
 def cmd_analyze(args) -> int:
-    import json
-
     from .ir.analysis import analyze
     from .variants.loader import load_variant
 
     loaded = load_variant(args.variant, _params(args.param))
     q_len, kv_len = _lengths(loaded, args)
-    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads)
+    if args.head >= args.heads:
+        raise AttncompError(f"--head {args.head} is not one of the {args.heads} heads (0..{args.heads - 1})")
+    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads,
+                              given=_tensor_files(args.tensor))
     layout = analyze(loaded.program, q_len, kv_len, args.block, tensors=tensors, batch=args.batch, heads=args.heads)
     if args.png:
-        layout.save_png(args.png, h=args.head)
+        layout.save_png(args.png, h=min(args.head, layout.shape[1] - 1))
     summary = layout.summary()
     if args.json:
-        print(json.dumps(summary | {"stats": layout.stats}, indent=2))
+        print(dump_json(summary | {"stats": layout.stats}))
         return 0
     c = summary["counts"]
     total = sum(c.values())
@@ -136,7 +228,7 @@ def cmd_analyze(args) -> int:
           f"{st.get('refined_tiles', 0)} tiles refined, {st.get('dense_boxes', 0)} boxes evaluated point by point)")
     if args.png:
         print(f"picture written to {args.png}")
-    print(layout.show(h=args.head))
+    print(layout.show(h=min(args.head, layout.shape[1] - 1)))
     return 0
 
 
@@ -169,8 +261,6 @@ def _sweep(text: str | None) -> tuple[str | None, list]:
 
 
 def cmd_simulate(args) -> int:
-    import json
-
     from .simulator import simulate
     from .variants.loader import load_variant
 
@@ -185,14 +275,15 @@ def cmd_simulate(args) -> int:
             params = dict(params, **{key: value})
         loaded = load_variant(args.variant, params)
         q_len, kv_len = _lengths(loaded, args)
-        tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads)
+        tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads,
+                                  given=_tensor_files(args.tensor))
         for hw in args.hardware.split(","):
             est = simulate(loaded.program, hw, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
                            q_len=q_len, kv_len=kv_len, head_dim=args.head_dim, dtype=args.dtype, block=block,
                            tensors=tensors, family=args.family)
             results.append((key, value, est))
     if args.json:
-        print(json.dumps([dict(e.summary(), sweep={k: v} if k else {}) for k, v, e in results], indent=2, default=str))
+        print(dump_json([dict(e.summary(), sweep={k: v} if k else {}) for k, v, e in results]))
         return 0
     first = results[0][2].shape
     print(f"{results[0][2].name}: batch={first['batch']} heads={first['heads']} kv_heads={first['kv_heads']} "
@@ -224,13 +315,14 @@ def cmd_report(args) -> int:
     if loaded.variant is None or not loaded.variant.length:
         q_len = args.q_len or 32768
         kv_len = args.kv_len or q_len
-    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads)
+    given = _tensor_files(args.tensor)
+    tensors = example_tensors(loaded, q_len, kv_len, batch=args.batch, heads=args.heads, given=given)
     fixed = loaded.variant is not None and loaded.variant.length is not None
 
     def tensors_for(length: int) -> dict:
         if fixed:
             return tensors
-        return example_tensors(loaded, length, length, batch=2, heads=2)
+        return example_tensors(loaded, length, length, batch=2, heads=2, given=given)
     check = q_len if fixed else CHECK_SIZE
     if not args.quiet:
         print(f"attncomp report: {loaded.program.name} (use --help for options)", file=sys.stderr)
@@ -246,13 +338,20 @@ def cmd_report(args) -> int:
     return 0 if all(c.ok or c.source is None for c in rep.checks) else 1
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (and exit status 2, as argparse's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backends.registry import generated
     from .simulator.hardware import known
 
     backends = [b.name for b in generated()]
     gpus = ",".join(known())
-    parser = argparse.ArgumentParser(prog="attncomp", description="Declarative attention compiler and simulator.")
+    parser = Parser(prog="attncomp", description="Declarative attention compiler and simulator.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the built-in variants").set_defaults(func=cmd_list)
     show = sub.add_parser("show", help="print a variant's Program and a picture of its mask")
@@ -260,18 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--q-len", type=parse_size)
     show.add_argument("--kv-len", type=parse_size)
     show.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
-    show.add_argument("--head", type=int, default=0, help="head to draw (masks may differ per head)")
-    show.add_argument("--batch-index", type=int, default=0, help="batch element to draw")
+    show.add_argument("--tensor", action="append", metavar="NAME=FILE",
+                    help="a runtime tensor from FILE.pt (torch.save) or FILE.npy (numpy.save) (repeatable)")
+    show.add_argument("--head", type=index, default=0, help="head to draw (masks may differ per head)")
+    show.add_argument("--batch-index", type=index, default=0, help="batch element to draw")
     show.set_defaults(func=cmd_show)
     an = sub.add_parser("analyze", help="classify every tile as empty/partial/full, exactly")
     an.add_argument("variant", help="built-in name or path/to/file.py[:name]")
     an.add_argument("--q-len", type=parse_size, help="query length (default 4096; grids: their token count)")
     an.add_argument("--kv-len", type=parse_size)
     an.add_argument("--block", type=_blocks, default=(128, 128), help="BLOCK_M,BLOCK_N (default 128,128)")
-    an.add_argument("--batch", type=int, default=1)
-    an.add_argument("--heads", type=int, default=1)
-    an.add_argument("--head", type=int, default=0, help="head to draw")
+    an.add_argument("--batch", type=positive, default=1)
+    an.add_argument("--heads", type=positive, default=1)
+    an.add_argument("--head", type=index, default=0, help="head to draw")
     an.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    an.add_argument("--tensor", action="append", metavar="NAME=FILE",
+                    help="a runtime tensor from FILE.pt (torch.save) or FILE.npy (numpy.save) (repeatable)")
     an.add_argument("--json", action="store_true", help="print the summary as JSON")
     an.add_argument("--png", metavar="FILE", help="also write the tile picture as a PNG")
     an.set_defaults(func=cmd_analyze)
@@ -287,15 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--hardware", default="h100,b200", help=f"comma-separated: {gpus}")
     si.add_argument("--q-len", type=parse_size, help="query length (default 4096; grids: their token count)")
     si.add_argument("--kv-len", type=parse_size)
-    si.add_argument("--batch", type=int, default=1)
-    si.add_argument("--heads", type=int, default=16)
-    si.add_argument("--kv-heads", type=int)
-    si.add_argument("--head-dim", type=int, default=128)
+    si.add_argument("--batch", type=positive, default=1)
+    si.add_argument("--heads", type=positive, default=16)
+    si.add_argument("--kv-heads", type=positive)
+    si.add_argument("--head-dim", type=positive, default=128)
     si.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
     si.add_argument("--block", type=_blocks, help="tile (default: the kernel family's)")
     si.add_argument("--family", help="kernel family (default: the best on each GPU: fa3, fa4, fa2)")
     si.add_argument("--sweep", metavar="NAME=V1,V2", help="vary block or a variant argument")
     si.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    si.add_argument("--tensor", action="append", metavar="NAME=FILE",
+                    help="a runtime tensor from FILE.pt (torch.save) or FILE.npy (numpy.save) (repeatable)")
     si.add_argument("--json", action="store_true")
     si.set_defaults(func=cmd_simulate)
     rp = sub.add_parser("report", help="analysis, simulated speedups, kernels and a numerics check in one report")
@@ -303,12 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"built-in name or path/to/file.py[:name] (default: {DEFAULT_REPORT})")
     rp.add_argument("--q-len", type=parse_size, help="query length (default 32k; grids: their token count)")
     rp.add_argument("--kv-len", type=parse_size)
-    rp.add_argument("--batch", type=int, default=1)
-    rp.add_argument("--heads", type=int, default=16)
-    rp.add_argument("--head-dim", type=int, default=128)
+    rp.add_argument("--batch", type=positive, default=1)
+    rp.add_argument("--heads", type=positive, default=16)
+    rp.add_argument("--head-dim", type=positive, default=128)
     rp.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
     rp.add_argument("--hardware", default="h100,b200", help=f"comma-separated: {gpus}")
     rp.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
+    rp.add_argument("--tensor", action="append", metavar="NAME=FILE",
+                    help="a runtime tensor from FILE.pt (torch.save) or FILE.npy (numpy.save) (repeatable)")
     rp.add_argument("--out", metavar="DIR", help="also write DIR/report.html")
     rp.add_argument("--quiet", action="store_true", help="no progress lines")
     rp.set_defaults(func=cmd_report)
@@ -324,8 +431,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except AttncompError as err:
-        print(f"attncomp: error: {err}", file=sys.stderr)
+        print(f"attncomp: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file the user named: -o, --out, --png
+        print(f"attncomp: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+def one_line(err: AttncompError) -> str:
+    """The error as one line: what went wrong, the hint, and where in the user's own files
+    (not the ``attncomp`` launcher, which is where a boundary sees the call come from)."""
+    text = " ".join(err.summary.split())
+    if err.hint:
+        text += f" (hint: {' '.join(err.hint.split())})"
+    where = err.location
+    launcher = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if where is not None and os.path.abspath(where.filename) != launcher and not where.filename.startswith("<"):
+        text += f" [at {where.filename}:{where.lineno}]"
+    return text
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The attncomp command: list and show, for built-ins and user files."""
 
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,77 @@ def test_simulate_table_sweep_and_json(capsys):
     data = json.loads(out)
     assert [d["sweep"]["window"] for d in data] == [512, 2048]
     assert data[0]["speedup"] > data[1]["speedup"]
+
+
+def console(*argv):
+    exe = os.path.join(os.path.dirname(sys.executable), "attncomp")
+    return subprocess.run([exe, *argv], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("argv", [
+    ("analyze", "causal", "--q-len", "0"),
+    ("analyze", "causal", "--param", "nope=3"),
+    ("analyze", "causal", "--batch", "0"),
+    ("analyze", "causal", "--heads", "2", "--head", "5"),
+    ("show", "causal", "--head", "-1"),
+    ("simulate", "causal", "--head-dim", "-64"),
+    ("simulate", "causal", "--dtype", "fp8", "--hardware", "a100"),
+    ("simulate", "causal", "--hardware", "h900"),
+    ("compile", "causal", "-o", "/nonexistent/dir/x.py"),
+    ("compile", "causal", "--backend", "triton", "--block", "48"),
+    ("analyze", "sliding_window", "--param", "window=abc"),
+    ("analyze", "causal", "--tensor", "doc"),
+    ("nosuchcommand",),
+])
+def test_every_usage_error_is_one_line_and_exit_2(argv):
+    result = console(*argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], result.stderr
+    assert "bin/attncomp" not in lines[0]  # the launcher is not the user's line
+
+
+def test_runtime_tensors_from_files(tmp_path, user_file):
+    import numpy as np
+    import torch
+
+    path = tmp_path / "docmask.py"
+    path.write_text(textwrap.dedent("""
+        import attncomp as ac
+        doc = ac.tensor("doc", ("B", "L"), "int32")
+
+        def document(b, h, q_idx, kv_idx):
+            return (doc[b, q_idx] == doc[b, kv_idx]) & (q_idx >= kv_idx)
+    """))
+    ids = torch.arange(1024, dtype=torch.int32).div(256, rounding_mode="floor")[None]  # four documents
+    torch.save(ids, tmp_path / "doc.pt")
+    np.save(tmp_path / "doc.npy", ids.numpy())
+    missing = console("analyze", f"{path}:document", "--q-len", "1024")
+    assert missing.returncode == 2 and "--tensor NAME=FILE.pt" in missing.stderr
+    for file in ("doc.pt", "doc.npy"):
+        result = console("analyze", f"{path}:document", "--q-len", "1024", "--block", "128", "--json",
+                         "--tensor", f"doc={tmp_path / file}")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["counts"] == {"empty": 52, "partial": 8, "full": 4}  # four 2x2-tile documents
+    wrong = console("analyze", f"{path}:document", "--tensor", f"docs={tmp_path / 'doc.pt'}")
+    assert wrong.returncode == 2 and "declares no such runtime tensor" in wrong.stderr
+
+
+def test_json_is_strict_for_a_mask_that_keeps_nothing(tmp_path):
+    path = tmp_path / "nothing.py"
+    path.write_text("def nothing(b, h, q_idx, kv_idx):\n    return q_idx < 0\n")
+    for command in ("analyze", "simulate"):
+        result = console(command, f"{path}:nothing", "--q-len", "1k", "--json")
+        assert result.returncode == 0, result.stderr
+        assert "Infinity" not in result.stdout and "NaN" not in result.stdout
+        json.loads(result.stdout)  # strict
+    est = json.loads(console("simulate", f"{path}:nothing", "--q-len", "1k", "--json").stdout)[0]
+    assert est["flop_bound"] is None
+
+
+def test_show_draws_long_sequences_from_the_analysis(capsys):
+    code, out, _ = run(capsys, "show", "causal", "--q-len", "100000")
+    assert code == 0 and "drawn from the exact tile analysis" in out
+    picture = out.strip().splitlines()[-64:]
+    assert picture[0].startswith("▒·") and picture[-1].endswith("█▒")
