@@ -126,8 +126,16 @@ def contract(program: Program, expr: E.Expr, keep: tuple[str, ...], env: Env) ->
                                variant=program.name, location=program.source)
         values.append(v)
     out_letters = union(env.order, *values)
+    summed = set(out_letters) - set(keep)
     out_letters = tuple(x for x in out_letters if x in keep)
-    return Value(_einsum(values, out_letters, env.float_dtype), out_letters)
+    out = _einsum(values, out_letters, env.float_dtype)
+    if "n" in summed and env.mask is not None and "n" in env.mask.letters:
+        # a row with no pair left sums nothing: 0, even where a factor of it is not finite
+        # (``E * V / Z`` with ``Z = sum[n](E) = 0``)
+        rows = Value(env.mask.t.any(dim=env.mask.letters.index("n")), tuple(x for x in env.mask.letters if x != "n"))
+        if set(rows.letters) <= set(out_letters):
+            out = torch.where(align(rows, out_letters), out, 0.0)
+    return Value(out, out_letters)
 
 
 def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:

@@ -242,3 +242,46 @@ def test_compiled_flex_never_falls_back_past_torchs_recompile_limit():
             out = ac.compile(spec, backend="flex")(q, k, v)
             torch.testing.assert_close(out, ac.compile(spec, backend="reference")(q, k, v), atol=2e-5, rtol=0)
     assert counters["frames"]["ok"] - before >= 2
+
+
+SOFTMAX_SPELLINGS = {
+    "scale_on_the_contraction": """
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d] * scale
+        O[b,h,m,e] = softmax[n](S) * V[b,h,n,e]""",
+    "scale_on_its_own_line": """
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]
+        T[b,h,m,n] = S * scale
+        P[b,h,m,n] = softmax[n](T)
+        O[b,h,m,e] = P * V[b,h,n,e]""",
+    "softmax_written_out": """
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d] * scale
+        E[b,h,m,n] = exp(S - max[n](S))
+        Z[b,h,m] = sum[n](E)
+        O[b,h,m,e] = E * V[b,h,n,e] / Z""",
+    "written_out_inline": """
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]
+        O[b,h,m,e] = exp(S * scale - max[n](S * scale)) / sum[n](exp(S * scale - max[n](S * scale))) * V[b,h,n,e]""",
+}
+
+
+@pytest.mark.parametrize("spelling", SOFTMAX_SPELLINGS)
+def test_softmax_attention_however_spelled_lowers_everywhere(spelling):
+    late_causal = lambda b, h, q_idx, kv_idx: (q_idx >= 20) & (kv_idx <= q_idx)  # rows 0..19 fully masked
+    spec = ac.cascade(SOFTMAX_SPELLINGS[spelling], mask=late_causal, name=spelling)
+    q, k, v = qkv(length=64)
+    expected = attention64(q, k, v, torch_mask(late_causal, 64, 64))
+    for name, kernel in kernels(spec).items():
+        out = kernel(q, k, v)
+        assert not out[:, :, :20].any(), name
+        torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=0, msg=name)
+    plain = ac.attention(mask=late_causal)
+    assert ac.simulate(spec, q_len=16384, heads=16).time_s == ac.simulate(plain, q_len=16384, heads=16).time_s
+
+
+def test_softmax_without_the_max_is_not_rewritten():
+    """exp(S) / sum exp(S) overflows where softmax does not: kernels must not swap one for the other."""
+    spec = ac.cascade("""
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d] * scale
+        O[b,h,m,e] = exp(S) * V[b,h,n,e] / sum[n](exp(S))""", name="unstable")
+    from attncomp.ir.passes import normalize_softmax
+    assert normalize_softmax(spec) is spec
