@@ -20,6 +20,7 @@ import re
 import sys
 
 from .errors import AttncompError
+from .ir.arguments import LIMIT
 
 
 def parse_size(text: str) -> int:
@@ -28,8 +29,8 @@ def parse_size(text: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 4096, 32k, 1m)")
     size = int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"a size must be at least 1, got {text!r}")
+    if not 1 <= size <= LIMIT:
+        raise argparse.ArgumentTypeError(f"a size must be in 1..{LIMIT}, got {text!r}")
     return size
 
 
@@ -39,8 +40,8 @@ def positive(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if not 1 <= value <= LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in 1..{LIMIT}, got {value}")
     return value
 
 
@@ -50,8 +51,8 @@ def index(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    if not 0 <= value < LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in 0..{LIMIT - 1}, got {value}")
     return value
 
 
@@ -308,6 +309,7 @@ CHECK_SIZE = 256
 
 def cmd_report(args) -> int:
     from .report import report
+    from .simulator.hardware import gpu
     from .variants.loader import load_variant
 
     loaded = load_variant(args.variant, _params(args.param))
@@ -324,6 +326,8 @@ def cmd_report(args) -> int:
             return tensors
         return example_tensors(loaded, length, length, batch=2, heads=2, given=given)
     check = q_len if fixed else CHECK_SIZE
+    for hw in args.hardware.split(","):  # a misspelled GPU is an error before any work starts
+        gpu(hw)
     if not args.quiet:
         print(f"attncomp report: {loaded.program.name} (use --help for options)", file=sys.stderr)
     rep = report(loaded.program, q_len=q_len, kv_len=kv_len, batch=args.batch, heads=args.heads,

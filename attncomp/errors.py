@@ -191,6 +191,9 @@ def api_boundary(fn):
     def entry_point(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except MemoryError:
+            raise AttncompError(f"{fn.__name__}: the problem needs more memory than this machine has",
+                                hint="Use smaller sizes (lengths, batch, heads)").at(user_location()) from None
         except TypeError as err:
             usage = _usage_error(fn, args, kwargs)
             if usage is None:

@@ -10,6 +10,8 @@ Each registers itself in :data:`.registry.BACKENDS` (see :mod:`.registry`).
 
 from __future__ import annotations
 
+import inspect
+
 from ..errors import AttncompError, api_boundary
 from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
@@ -36,6 +38,12 @@ def compile(spec: Program | Plan, backend: str = "reference", **options) -> Kern
     if not isinstance(spec, (Program, Plan)):
         raise AttncompError(f"ac.compile expects a Program (from ac.attention, ac.cascade or attncomp.variants), "
                             f"got {type(spec).__name__}")
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise AttncompError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}", variant=spec.name)
+    kernel = BACKENDS[backend].kernel
+    accepted = [p for p in inspect.signature(kernel.__init__).parameters if p not in ("self", "spec")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise AttncompError(f"the {backend} backend takes no option(s) {', '.join(unknown)}; its options are "
+                            f"{', '.join(accepted) or 'none'}", variant=spec.name)
     return BACKENDS[backend].compile(plan_of(spec), **options)

@@ -232,6 +232,8 @@ class FlexKernel(Kernel):
                                    f"one softmax and one Q/K/V; this Program is not that: {reason}",
                                    hint="Use backend='triton' (which lowers cascades) or backend='reference'",
                                    variant=self.spec.name)
+        if not isinstance(compiled, bool):
+            raise UnsupportedError(f"compiled must be True or False, got {compiled!r}", variant=self.spec.name)
         if compiled:  # eager FlexAttention runs torch's own ops, which are the meaning
             refuse_unfaithful(program.mask, "compiled FlexAttention", self.spec.name)
             _refuse_tensor_powers(program.mask, self.spec.name)

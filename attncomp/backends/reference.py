@@ -22,6 +22,7 @@ import torch
 from ..errors import CascadeError
 from ..ir import expr as E
 from ..ir.evaluate import Env, Value, align, apply_mask, evaluate, union
+from ..ir.arguments import positive_int
 from ..ir.plan import Plan
 from ..ir.program import Eqn, Program
 from .binding import Bound
@@ -213,7 +214,7 @@ class ReferenceKernel(Kernel):
 
     def __init__(self, spec: Program | Plan, budget: int = DEFAULT_BUDGET):
         super().__init__(spec)
-        self.budget = budget
+        self.budget = positive_int("budget", budget, self.spec.name)
 
     @property
     def program(self) -> Program:

@@ -4,10 +4,15 @@ simulator, the backends and the CLI, so one bad value reads the same everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..errors import AttncompError
 
 
-def positive_int(name: str, value, variant: str | None = None, *, limit: int | None = None) -> int:
+LIMIT = 2 ** 31  # lengths, heads, batch: beyond this a value is a typo (and int64 tile arithmetic overflows)
+
+
+def positive_int(name: str, value, variant: str | None = None, *, limit: int = LIMIT) -> int:
     """``value`` if it is an int in ``1..limit``, else an AttncompError saying so.
 
     >>> positive_int("heads", 8)
@@ -19,7 +24,7 @@ def positive_int(name: str, value, variant: str | None = None, *, limit: int | N
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise AttncompError(f"{name} must be a positive int, got {value!r}", variant=variant)
-    if limit is not None and value > limit:
+    if value > limit:
         raise AttncompError(f"{name} must be at most {limit}, got {value}", variant=variant)
     return value
 
@@ -43,7 +48,7 @@ def block_shape(block, variant: str | None = None, *, power_of_two: bool = False
     else:
         pair = None
     kind = f"power of two >= {minimum}" if power_of_two else "positive int"
-    ok = pair is not None and all(isinstance(x, int) and not isinstance(x, bool) and x >= max(1, minimum)
+    ok = pair is not None and all(isinstance(x, int) and not isinstance(x, bool) and max(1, minimum) <= x < LIMIT
                                   and (not power_of_two or x & (x - 1) == 0) for x in pair)
     if not ok:
         raise AttncompError(f"block must be one {kind} or two (BLOCK_M, BLOCK_N), got {block!r}", variant=variant)
@@ -53,6 +58,9 @@ def block_shape(block, variant: str | None = None, *, power_of_two: bool = False
 def known_tensors(program, tensors: dict | None) -> dict:
     """``tensors`` if every name is a runtime tensor ``program`` declares: a misspelled name
     would otherwise leave the captured default in use without a word."""
+    if tensors is not None and not isinstance(tensors, Mapping):
+        raise AttncompError(f"tensors must be a dict of runtime tensors by name, got {type(tensors).__name__}",
+                            variant=program.name)
     tensors = dict(tensors or {})
     unknown = sorted(set(tensors) - set(program.tensors))
     if unknown:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import AttncompError, TraceError, api_boundary, function_location, user_location
 from . import expr as E
 from .capture import tracing
@@ -16,6 +18,11 @@ from .trace import trace_function
 def _fn_name(fn) -> str | None:
     name = getattr(fn, "__name__", None)
     return None if name in (None, "<lambda>") else name
+
+
+def _check_name(name) -> None:
+    if name is not None and not isinstance(name, str):
+        raise AttncompError(f"name must be a string, got {type(name).__name__}")
 
 
 def _parts_of(arg, role: str, variant: str) -> SoftmaxParts:
@@ -45,7 +52,10 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
     <BLANKLINE>
     """
     where = user_location()
+    _check_name(name)
     variant = name or "+".join(n for n in (_fn_name(mask), _fn_name(score)) if n) or "attention"
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)):
+        raise AttncompError(f"scale must be a finite number or None (1/sqrt(head_dim)), got {scale!r}", variant=variant)
     bindings: list = []
     mask_expr = score_expr = None
     if isinstance(mask, Program):
@@ -91,7 +101,11 @@ def cascade(text: str, mask=None, score=None, params: dict | None = None, name: 
     {'scale': None, 'bias': -4.0}
     """
     where = user_location()
+    _check_name(name)
     variant = name or "cascade"
+    if params is not None and not isinstance(params, dict):
+        raise AttncompError(f"params must be a dict of parameter values by name, got {type(params).__name__}",
+                            variant=variant)
     if not isinstance(text, str):
         raise AttncompError(f"ac.cascade expects the cascade as text, got {type(text).__name__}", variant=variant)
     with tracing(variant) as state:

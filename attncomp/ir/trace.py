@@ -113,7 +113,7 @@ def tensor(name: str, dims, dtype="int32") -> RuntimeTensor:
         dtype = str(dtype).removeprefix("torch.")
     if not (isinstance(name, str) and name.isidentifier()):
         raise TraceError(f"tensor name {name!r} is not an identifier")
-    if dtype not in E.TENSOR_DTYPES:
+    if not isinstance(dtype, str) or dtype not in E.TENSOR_DTYPES:
         raise TraceError(f"tensor {name}: unknown dtype {dtype!r}; use one of {sorted(E.TENSOR_DTYPES)}")
     dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
     for d in dims:

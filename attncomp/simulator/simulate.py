@@ -110,6 +110,12 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
                             hint="Wrap a mask function as ac.attention(mask=fn)" if callable(spec) else None)
     planned = plan_of(spec)
     name = planned.name
+    for arg, value in (("hardware", hardware), ("dtype", dtype), ("family", family), ("order", order)):
+        if not isinstance(value, str) and (value is not None or arg == "hardware") and not isinstance(value, Hardware):
+            raise AttncompError(f"{arg} must be a name (a string), got {value!r}", variant=name)
+    if efficiency_table is not None and not isinstance(efficiency_table, dict):
+        raise AttncompError(f"efficiency_table must be a dict like simulator/data/efficiency.json, got "
+                            f"{type(efficiency_table).__name__}", variant=name)
     hw = hardware if isinstance(hardware, Hardware) else gpu(hardware)
     fam_name = family or default_family(hw)
     if fam_name not in FAMILIES:
@@ -124,7 +130,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     value_dim = head_dim if value_dim is None else value_dim
     for arg, value in (("batch", batch), ("heads", heads), ("kv_heads", kv_heads), ("q_len", q_len),
                        ("kv_len", kv_len), ("head_dim", head_dim), ("value_dim", value_dim)):
-        positive_int(arg, value, name, limit=MAX_HEAD_DIM if arg in ("head_dim", "value_dim") else None)
+        positive_int(arg, value, name, **({"limit": MAX_HEAD_DIM} if arg in ("head_dim", "value_dim") else {}))
     if heads % kv_heads:
         raise AttncompError(f"kv_heads={kv_heads} must divide heads={heads}", variant=name)
     bm, bn = block_shape(block, name) if block is not None else fam.block(head_dim)

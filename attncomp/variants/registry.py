@@ -3,13 +3,15 @@ default arguments, and example runtime tensors so every variant runs out of the 
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import AttncompError
+from ..errors import AttncompError, api_boundary
 from ..ir.program import Program
 
 # Sizes of index letters other than b, h, m, n when making example inputs.
@@ -83,11 +85,48 @@ def example_inputs(program: Program, ex: Example, dtype=torch.float32, seed: int
 REGISTRY: dict[str, Variant] = {}
 
 
+INT_RANGE = 2 ** 31  # variant arguments are sizes, windows and counts: int32, as kernels take them
+
+
+def _check_argument(variant: str, parameter: inspect.Parameter, value) -> None:
+    """A variant argument of the kind its annotation (or default) says, or an AttncompError."""
+    kind = parameter.annotation
+    if kind is inspect.Parameter.empty:  # grid factories: an int or one per dimension
+        kind = "tuple" if isinstance(parameter.default, (int, tuple)) else None
+    is_int = lambda x: isinstance(x, int) and not isinstance(x, bool) and -INT_RANGE <= x < INT_RANGE
+    ok = {"int": is_int,
+          "float": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x),
+          "bool": lambda x: isinstance(x, bool),
+          "str": lambda x: isinstance(x, str),
+          "tuple": lambda x: is_int(x) or (isinstance(x, (tuple, list)) and all(map(is_int, x))),
+          "torch.Tensor | None": lambda x: x is None or isinstance(x, torch.Tensor)}.get(kind)
+    if ok is not None and not ok(value):
+        wanted = {"int": f"an int in -2**31..2**31-1", "float": "a finite number", "bool": "True or False",
+                  "str": "a string", "tuple": "an int or a tuple of ints", "torch.Tensor | None": "a tensor or None"}
+        raise AttncompError(f"argument {parameter.name} must be {wanted[kind]}, got {value!r}", variant=variant)
+
+
+def checked_factory(name: str, factory: Callable[..., Program]) -> Callable[..., Program]:
+    """``factory`` with its arguments checked against their annotations first: a wrong
+    kind of value is an AttncompError naming the argument, not an error deep inside."""
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        for arg, value in bound.arguments.items():
+            _check_argument(name, signature.parameters[arg], value)
+        return factory(*args, **kwargs)
+    return api_boundary(build)
+
+
 def register(name: str, group: str, summary: str, **options):
-    """Decorator adding a factory to the registry under ``name``."""
+    """Decorator adding a factory to the registry under ``name`` (its arguments checked,
+    see :func:`checked_factory`)."""
     def deco(factory):
-        REGISTRY[name] = Variant(name, group, summary, factory, **options)
-        return factory
+        checked = checked_factory(name, factory)
+        REGISTRY[name] = Variant(name, group, summary, checked, **options)
+        return checked
     return deco
 
 

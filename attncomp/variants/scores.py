@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ..errors import AttncompError
 from ..ir import attention, param
 from .masks import _runtime
 from .registry import register
@@ -46,6 +47,10 @@ def t5_thresholds(num_buckets: int, max_distance: int, bidirectional: bool) -> t
     """
     nb = num_buckets // 2 if bidirectional else num_buckets
     max_exact = nb // 2
+    if max_exact < 1 or max_distance <= max_exact:
+        raise AttncompError(f"T5 buckets need num_buckets >= {4 if bidirectional else 2} and max_distance > "
+                            f"{max(max_exact, 1)} (the exact buckets), got num_buckets={num_buckets}, "
+                            f"max_distance={max_distance}", variant="t5_bias")
     n = torch.arange(max_exact, max(4 * max_distance, 2 * max_exact) + 1)
     large = max_exact + (torch.log(n.float() / max_exact) / math.log(max_distance / max_exact)
                          * (nb - max_exact)).to(torch.long)

@@ -64,6 +64,9 @@ class TritonKernel(Kernel):
         self.lowered = lower(self.program)
         # tl.arange needs powers of two and tl.dot at least 16 rows and columns
         self.block = block_shape(block, self.spec.name, power_of_two=True, minimum=16)
+        for option, value in (("store_lse", store_lse), ("count", count)):
+            if not isinstance(value, bool):
+                raise UnsupportedError(f"{option} must be True or False, got {value!r}", variant=self.spec.name)
         self.store_lse, self.count = store_lse, count
         self.source = generate_source(self.program, self.lowered)
         self._module: dict | None = None
