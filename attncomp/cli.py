@@ -222,8 +222,8 @@ def cmd_analyze(args) -> int:
           f"({100.0 * (c['partial'] + c['full']) / total:.2f}% visited)")
     print(f"density (visited tile area): {summary['density']:.4f}   mask density (kept pairs): "
           f"{summary['mask_density']:.4f}")
-    print(f"bounds: tile-wise {summary['tile_bound']:.2f}x, FLOP-wise {1 / max(summary['mask_density'], 1e-300):.2f}x "
-          "over dense")
+    print(f"ratios: {summary['tile_bound']:.2f}x all / visited tiles, {1 / max(summary['mask_density'], 1e-300):.2f}x "
+          "all / kept pairs (speedup bounds need a GPU model: attncomp simulate)")
     st = layout.stats
     print(f"analysis time: {1000 * summary['analysis_time_s']:.1f} ms ({st.get('rectangles', 0)} rectangles classified, "
           f"{st.get('refined_tiles', 0)} tiles refined, {st.get('dense_boxes', 0)} boxes evaluated point by point)")
@@ -290,8 +290,8 @@ def cmd_simulate(args) -> int:
     print(f"{results[0][2].name}: batch={first['batch']} heads={first['heads']} kv_heads={first['kv_heads']} "
           f"q_len={first['q_len']} kv_len={first['kv_len']} head_dim={first['head_dim']} {first['dtype']}")
     head = f"| {key} " if key else ""
-    print(head + "| hardware | family | block | time | TFLOP/s (useful / executed) | speedup vs dense | tile bound | "
-          "FLOP bound | matmul / exp / mem / mask / overhead / imbalance |")
+    print(head + "| hardware | family | block | time | TFLOP/s (useful / executed) | speedup vs dense | bound: same "
+          "tiles, ideal | bound: kept pairs only | matmul / exp / mem / mask / overhead / imbalance |")
     print(("|---" if key else "") + "|---|---|---|---|---|---|---|---|---|")
     for k, v, e in results:
         parts = " / ".join(f"{100 * e.breakdown[p] / e.time_s:.0f}%" for p in
@@ -304,7 +304,6 @@ def cmd_simulate(args) -> int:
 
 
 DEFAULT_REPORT = "document"
-CHECK_SIZE = 256
 
 
 def cmd_report(args) -> int:
@@ -325,14 +324,14 @@ def cmd_report(args) -> int:
         if fixed:
             return tensors
         return example_tensors(loaded, length, length, batch=2, heads=2, given=given)
-    check = q_len if fixed else CHECK_SIZE
+    check = min(q_len, 2048) if fixed else args.check_size  # None: the report chooses it from the layout
     for hw in args.hardware.split(","):  # a misspelled GPU is an error before any work starts
         gpu(hw)
     if not args.quiet:
         print(f"attncomp report: {loaded.program.name} (use --help for options)", file=sys.stderr)
     rep = report(loaded.program, q_len=q_len, kv_len=kv_len, batch=args.batch, heads=args.heads,
                  head_dim=args.head_dim, dtype=args.dtype, hardware=tuple(args.hardware.split(",")), tensors=tensors,
-                 tensors_for=tensors_for, check_size=min(check, 2048), progress=not args.quiet)
+                 tensors_for=tensors_for, check_size=check, progress=not args.quiet)
     print(rep.summary())
     print()
     print(rep.layout.show())
@@ -420,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
     rp.add_argument("--tensor", action="append", metavar="NAME=FILE",
                     help="a runtime tensor from FILE.pt (torch.save) or FILE.npy (numpy.save) (repeatable)")
+    rp.add_argument("--check-size", type=parse_size, help="tokens of the numerics check (default: the smallest "
+                    "length that shows every tile class of the variant, up to 4k)")
     rp.add_argument("--out", metavar="DIR", help="also write DIR/report.html")
     rp.add_argument("--quiet", action="store_true", help="no progress lines")
     rp.set_defaults(func=cmd_report)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import AttncompError
+from .ir import expr as E
 from .ir.analysis import BlockLayout, analyze
 from .ir.plan import Plan, plan_of
 from .ir.program import Program
@@ -108,7 +109,8 @@ class Report:
                  f"analysis ({1000 * lay.analysis_time_s:.1f} ms, exact): {c['partial']} partial + {c['full']} full "
                  f"tiles visited, {c['empty']} empty skipped, block {lay.block[0]}x{lay.block[1]}",
                  f"  visited tile area {100 * lay.density:.2f}%, mask keeps {100 * lay.mask_density:.2f}% of pairs: "
-                 f"bounds {lay.tile_bound:.2f}x (tiles), {1 / max(lay.mask_density, 1e-300):.2f}x (FLOPs)", ""]
+                 f"ratios {lay.tile_bound:.2f}x (all tiles / visited), {1 / max(lay.mask_density, 1e-300):.2f}x "
+                 f"(all pairs / kept)", ""]
         lines.append("predicted on GPU models (speedup over the dense kernel of the same shape):")
         for e in self.estimates:
             parts = ", ".join(f"{p} {100 * e.breakdown[p] / e.time_s:.0f}%" for p in PARTS
@@ -153,7 +155,7 @@ mask density {100 * self.layout.mask_density:.2f}%. Exact analysis in {1000 * se
 <img id="layout" alt="tile picture: blue full, amber partial, white empty" src="data:image/png;base64,{picture}">
 <h2>Predicted time on GPU models</h2>
 <table id="estimates"><tr><th>hardware</th><th>kernel family</th><th>time</th><th>useful TFLOP/s</th>
-<th>executed TFLOP/s</th><th>speedup vs dense</th><th>tile bound</th><th>FLOP bound</th></tr>{rows}</table>
+<th>executed TFLOP/s</th><th>speedup vs dense</th><th>bound: same tiles, ideal</th><th>bound: kept pairs only</th></tr>{rows}</table>
 {self._chart()}
 <h2>Numerics on this machine</h2><table id="checks">{checks}</table>
 <h2>Generated kernels</h2>{sources}
@@ -220,13 +222,54 @@ def _check(planned: Plan, backend: str, check_size: int, tensors_for, options: d
     return Check(backend, ok, f"max error {err:.2e} vs float32 eager {base:.2e} at {check_size} tokens", kernel.source)
 
 
+CHECK_LENGTHS = (128, 256, 512, 1024, 2048, 4096)  # numerics-check sizes tried, smallest first
+CHECK_BLOCK = (32, 32)
+
+
+def _classes(layout) -> set[str]:
+    """The tile classes present, and ``"empty rows"`` when some query block visits nothing
+    (fully masked rows, which must come out as zeros)."""
+    present = {kind for kind, n in layout.counts.items() if n}
+    partial, full = layout.row_blocks()
+    return present | ({"empty rows"} if ((partial + full) == 0).any() else set())
+
+
+def _reach(planned: Plan) -> int:
+    """The largest integer constant the mask compares indices with (a window, a group or
+    chunk size): structure starts only beyond it."""
+    mask = planned.program.mask
+    values = [abs(n.arg) for n in E.walk(mask) if n.op == "const" and n.dtype == E.INT] if mask is not None else []
+    return max(values, default=0)
+
+
+def choose_check_size(planned: Plan, layout, q_len: int, kv_len: int, tensors_for) -> int:
+    """The smallest length (up to 4,096) at which the numerics check sees everything the
+    report's layout has: each tile class (empty, partial, full), query blocks with no key at
+    all, and a length past every constant the mask compares indices with. A window of 1,024
+    keys or a 2,112-token group is invisible at 256 tokens, where the variant would be
+    checked as plain causal attention."""
+    wanted = _classes(layout)
+    longest = max(q_len, kv_len)
+    sizes = [n for n in CHECK_LENGTHS if n < longest] + [min(longest, CHECK_LENGTHS[-1])]
+    reach = _reach(planned)
+    for n in sizes:
+        if n <= reach + CHECK_BLOCK[0] and n != sizes[-1]:
+            continue
+        small = analyze(planned, n, n, CHECK_BLOCK, tensors=tensors_for(n), batch=2, heads=2)
+        if wanted <= _classes(small):
+            return n
+    return sizes[-1]
+
+
 def report(program: Program, q_len: int = 32768, kv_len: int | None = None, batch: int = 1, heads: int = 16,
            head_dim: int = 128, dtype: str = "bf16", hardware=("h100", "b200"), tensors: dict | None = None,
-           tensors_for=None, check_size: int = 256, progress: bool = False) -> Report:
+           tensors_for=None, check_size: int | None = None, progress: bool = False) -> Report:
     """Analyze, simulate, compile and check ``program``; see the module docstring.
 
     ``tensors`` are runtime tensors at the report size; ``tensors_for(length)`` makes them
     for the small numerics check (default: ``tensors`` if their size fits, else captured).
+    ``check_size`` is the check's length; by default the smallest that shows every tile
+    class of the report's layout (:func:`choose_check_size`).
     """
     from .backends.registry import generated
     from .simulator import simulate
@@ -246,6 +289,8 @@ def report(program: Program, q_len: int = 32768, kv_len: int | None = None, batc
             reuse = layout if _default_block(hw, head_dim) == layout.block else None
             estimates.append(simulate(planned, hw, batch=batch, heads=heads, q_len=q_len, kv_len=kv_len,
                                       head_dim=head_dim, dtype=dtype, tensors=tensors, layout=reuse))
+    if check_size is None:
+        check_size = choose_check_size(planned, layout, q_len, kv_len, tensors_for)
     checks = []
     for backend in backends:
         with steps.step(f"{backend.title} kernel vs reference"):

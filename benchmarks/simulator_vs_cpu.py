@@ -57,7 +57,7 @@ def main() -> None:
     print(f"CPU model ({cpu.source}): {cpu.tensor_flops_per_clk:.1f} GFLOP/s matmul, "
           f"{cpu.exp_per_clk:.2f} G exp/s, {cpu.alu_per_clk:.2f} G ops/s per thread, {cpu.hbm_gbps:.0f} GB/s")
     print(f"B=1, H={args.heads}, D={args.head_dim}, float32, block 128x128")
-    print("| mask | tokens | tile bound | predicted speedup | measured speedup | error |")
+    print("| mask | tokens | tile ratio | predicted speedup | measured speedup | error |")
     print("|---|---|---|---|---|---|")
     dense_times: dict[int, float] = {}
     errors = []
@@ -76,7 +76,7 @@ def main() -> None:
                        block=(128, 128), family="cpu-flex")
         err = est.speedup / measured - 1
         errors.append(abs(err))
-        print(f"| {label} | {length // 1024}k | {est.bound:.2f}x | {est.speedup:.2f}x | {measured:.2f}x | "
+        print(f"| {label} | {length // 1024}k | {est.tile_ratio:.2f}x | {est.speedup:.2f}x | {measured:.2f}x | "
               f"{100 * err:+.1f}% |", flush=True)
     print(f"\nmedian |error|: {100 * statistics.median(errors):.1f}%")
 

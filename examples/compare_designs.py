@@ -13,10 +13,10 @@ designs = {
     "strided NA (GNA)": ac.variants.neighborhood((side, side), window=window, stride=(16, 8), tile=(16, 8)),
     "blocked": ac.variants.neighborhood((side, side), window=window, stride=window, tile=(16, 8)),
 }
-print(f"{'design':<20}{'FLOP bound':>12}{'tile bound':>12}{'H100':>10}{'B200':>10}")
+print(f"{'design':<20}{'FLOP ratio':>12}{'tile ratio':>12}{'H100':>10}{'B200':>10}")
 for name, spec in designs.items():
     layout = ac.analyze(spec, side * side, block=(128, 128))
     h100 = ac.simulate(spec, "h100", heads=24, q_len=side * side, layout=layout)
     b200 = ac.simulate(spec, "b200", heads=24, q_len=side * side, layout=layout)
-    print(f"{name:<20}{h100.flop_bound:>11.1f}x{h100.bound:>11.1f}x{h100.speedup:>9.1f}x{b200.speedup:>9.1f}x")
+    print(f"{name:<20}{h100.flop_ratio:>11.1f}x{h100.tile_ratio:>11.1f}x{h100.speedup:>9.1f}x{b200.speedup:>9.1f}x")
 print("\nSame FLOPs per query, different tile alignment: the strided and blocked designs leave no partial tiles.")

@@ -65,3 +65,26 @@ def test_cli_report_default_example(capsys, tmp_path):
     assert code == 0
     assert "attncomp report: document" in out and out.count("PASS") == 2
     assert (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (ac.variants.causal(), 128),
+    (ac.variants.sliding_window(64), 128),
+    (ac.variants.sliding_window(1024), 2048),  # at 256 tokens a 1,024 window is plain causal
+    (ac.variants.blockwise_causal(2100), 4096),
+    (ac.attention(mask=lambda b, h, q_idx, kv_idx: (q_idx >= 600) & (kv_idx <= q_idx), name="late"), 1024),
+])
+def test_check_size_shows_every_tile_class_and_the_structure(spec, expected):
+    from attncomp.ir.plan import plan_of
+    from attncomp.report import _classes, choose_check_size
+
+    planned = plan_of(spec)
+    layout = ac.analyze(planned, 32768)
+    size = choose_check_size(planned, layout, 32768, 32768, lambda n: {})
+    assert size == expected
+    assert _classes(layout) <= _classes(ac.analyze(planned, size, block=32, batch=2, heads=2))
+
+
+def test_report_checks_at_the_chosen_size():
+    rep = report(ac.variants.sliding_window(64), q_len=4096, heads=2, hardware=("h100",))
+    assert all("at 128 tokens" in c.detail for c in rep.checks), [c.detail for c in rep.checks]

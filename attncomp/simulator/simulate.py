@@ -26,8 +26,14 @@ DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp3
 class Estimate:
     """A prediction. ``tflops`` counts useful FLOPs (pairs the mask keeps), ``executed_tflops``
     all FLOPs of visited tiles; ``speedup`` is over the dense kernel of the same shape under
-    the same model; ``bound`` = total tiles / visited tiles; ``flop_bound`` = 1 / mask
-    density; ``breakdown`` splits ``time_s`` by what limited it."""
+    the same model; ``breakdown`` splits ``time_s`` by what limited it.
+
+    Two bounds on ``speedup``, true under the model (``speedup <= bound <= flop_bound``):
+    ``bound`` is the speedup of an ideal kernel of the family that visits the same tiles,
+    perfectly balanced over the SMs and with no mask cost; ``flop_bound`` that of one doing
+    only the kept pairs' work. Both divide the dense kernel's predicted time, wave tail
+    included, which is why they can exceed the plain ratios: ``tile_ratio`` = total tiles /
+    visited tiles and ``flop_ratio`` = 1 / mask density (inf when nothing is kept)."""
 
     name: str
     hardware: str
@@ -38,6 +44,8 @@ class Estimate:
     speedup: float
     bound: float
     flop_bound: float
+    tile_ratio: float
+    flop_ratio: float
     breakdown: dict
     dense_time_s: float
     efficiency: float
@@ -47,7 +55,8 @@ class Estimate:
 
     def summary(self) -> dict:
         out = {k: getattr(self, k) for k in ("name", "hardware", "family", "time_s", "tflops", "executed_tflops",
-                                              "speedup", "bound", "flop_bound", "dense_time_s", "efficiency",
+                                              "speedup", "bound", "flop_bound", "tile_ratio", "flop_ratio",
+                                              "dense_time_s", "efficiency",
                                               "efficiency_source")}
         return out | {"block": list(self.block), "breakdown": self.breakdown, "shape": self.shape}
 
@@ -149,6 +158,13 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     reuse = min(slots, layout.num_q_blocks * (heads // kv_heads))
     fp8 = dtype == "fp8"
 
+    def ideal(w, tiles):
+        """A lower bound on the time of any schedule of ``tiles`` tiles (each at its cheaper,
+        full-tile cost) over ``ctas`` CTAs: the busy cycles spread evenly over the slots."""
+        tt = tile_times(w, hw, fam, eff, reuse, fp8)
+        busy = cta_fixed(w, hw, fam, eff) * ctas + tiles * min(tt.full, tt.partial)
+        return busy * occ / slots / (hw.clock_ghz * 1e9) + hw.launch_us * 1e-6
+
     def run(w, partial, full):
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
         fixed = cta_fixed(w, hw, fam, eff)
@@ -170,13 +186,17 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     time_s, breakdown = run(work, partial, full)
     dense_full = np.full((batch, heads, layout.num_q_blocks), float(layout.num_kv_blocks))
     dense_s, _ = run(dense_work, np.zeros_like(dense_full), dense_full)
+    total_tiles = float(dense_full.sum())
+    bound = dense_s / ideal(work, float((partial + full).sum()))
+    flop_bound = dense_s / ideal(work, layout.mask_density * total_tiles)
     per_pair = work.tensor_flops / (bm * bn)
     useful = layout.mask_density * batch * heads * q_len * kv_len * per_pair
     executed = float((partial + full).sum()) * work.tensor_flops
     return Estimate(
         name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=useful / time_s / 1e12,
-        executed_tflops=executed / time_s / 1e12, speedup=dense_s / time_s, bound=layout.tile_bound,
-        flop_bound=(1 / layout.mask_density) if layout.mask_density > 0 else math.inf, breakdown=breakdown,
+        executed_tflops=executed / time_s / 1e12, speedup=dense_s / time_s, bound=bound, flop_bound=flop_bound,
+        tile_ratio=layout.tile_bound, flop_ratio=(1 / layout.mask_density) if layout.mask_density > 0 else math.inf,
+        breakdown=breakdown,
         dense_time_s=dense_s, efficiency=eff, efficiency_source=source, block=(bm, bn),
         shape={"batch": batch, "heads": heads, "kv_heads": kv_heads, "q_len": q_len, "kv_len": kv_len,
                "head_dim": head_dim, "dtype": dtype})
