@@ -32,6 +32,20 @@ from .program import Eqn, InputDecl, Program
 
 _FUNCS = {name: op for op, name in CALLS.items()}
 _REDUCE = {"softmax": Op.SOFTMAX, "max": Op.REDUCE_MAX, "sum": Op.REDUCE_SUM}
+
+
+def _mean(letter: str, x: E.Expr) -> E.Expr:
+    """``mean[l](x)`` = ``sum[l](x) / sum[l](1.0)``, for letters the mask does not restrict
+    (``e``, ``d``): ``sum[l](1.0)`` is the size of ``l``."""
+    return E.binary("truediv", E.reduce("reduce_sum", letter, x), E.reduce("reduce_sum", letter, E.const(1.0)))
+
+
+# Functions written in terms of the IR's ops (the printer shows the expansion).
+_SUGAR = {
+    "rsqrt": lambda x: E.binary("truediv", E.const(1.0), E.unary("sqrt", x)),
+    "sign": lambda x: E.where(E.binary("gt", x, E.const(0.0)), E.const(1.0),
+                              E.where(E.binary("lt", x, E.const(0.0)), E.const(-1.0), E.binary("mul", x, E.const(0.0)))),
+}
 _ALIASES = {"q_idx": "m", "kv_idx": "n"}
 _BINOPS = {
     ast.Add: Op.ADD, ast.Sub: Op.SUB, ast.Mult: Op.MUL, ast.Div: Op.TRUEDIV, ast.FloorDiv: Op.FLOORDIV,
@@ -222,10 +236,15 @@ class _Parser:
             raise _LineError(f"keyword arguments are not supported: {ast.unparse(node)}")
         args = [self.expr(a) for a in node.args]
         func = node.func
-        if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Name) and func.value.id in _REDUCE:
+        if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Name) and func.value.id in (*_REDUCE, "mean"):
             (letter,) = self.letters(func.slice) if not isinstance(func.slice, ast.Tuple) else (None,)
             if letter is None or len(args) != 1:
                 raise _LineError(f"a reduction takes one letter and one argument: {ast.unparse(node)}")
+            if func.value.id == "mean":
+                if letter in ("m", "n"):  # a mask keeps a different number of pairs per row
+                    raise _LineError(f"mean[{letter}] is not defined under a mask (each row keeps its own number "
+                                     f"of pairs); write sum[{letter}](x) over the count you mean")
+                return _mean(letter, args[0])
             return E.reduce(_REDUCE[func.value.id], letter, args[0])
         if not isinstance(func, ast.Name):
             raise _LineError(f"unknown function `{ast.unparse(func)}`")
@@ -236,9 +255,14 @@ class _Parser:
                 raise _LineError("score(...) takes one argument, the raw score")
             self.score_used = True
             return E.substitute(self.score, {E.var("score"): args[0]})
+        if func.id in _SUGAR:
+            if len(args) != 1:
+                raise _LineError(f"{func.id}() takes 1 argument, got {len(args)}")
+            return _SUGAR[func.id](args[0])
         op = _FUNCS.get(func.id)
         if op is None:
-            raise _LineError(f"unknown function {func.id}(); known: {', '.join(sorted(_FUNCS))}, softmax[n], max[n], sum[n]")
+            raise _LineError(f"unknown function {func.id}(); known: {', '.join(sorted([*_FUNCS, *_SUGAR]))}, "
+                             f"softmax[n], max[n], sum[n], mean[n]")
         if len(args) != arity(op):
             raise _LineError(f"{func.id}() takes {arity(op)} argument(s), got {len(args)}")
         if op in WHERE:

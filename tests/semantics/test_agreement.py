@@ -312,3 +312,22 @@ def test_every_library_variant_agrees_on_every_backend(name):
         torch.testing.assert_close(out.double(), golden, atol=1e-4, rtol=1e-4, msg=f"{name} on {backend}")
         ran.append(backend)
     assert "reference" in ran and len(ran) >= 2, ran  # every variant runs on a kernel backend
+
+
+def test_mean_rsqrt_and_sign_in_cascades_mean_what_torch_computes():
+    spec = ac.cascade("""
+        S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]
+        A[b,h,m,e] = softmax[n](S * scale) * V[b,h,n,e]
+        R[b,h,m] = rsqrt(mean[e](A * A) + 1e-6)
+        O[b,h,m,e] = A * R * sign(A)""", mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx,
+        name="rmsnorm")
+    q, k, v = (t.double() for t in qkv(length=32))
+    s = (q @ k.transpose(-1, -2)).masked_fill(~torch_mask(lambda b, h, m, n: m >= n, 32, 32), float("-inf"))
+    a = torch.softmax(s / 16 ** 0.5, -1) @ v
+    expected = a * torch.rsqrt((a * a).mean(-1, keepdim=True) + 1e-6) * torch.sign(a)
+    torch.testing.assert_close(ac.compile(spec)(q, k, v), expected)
+    with pytest.raises(UnsupportedError, match="reduces over e") as info:  # the refusal says what it cannot do
+        ac.compile(spec, backend="triton")
+    assert "elementwise expressions of earlier [b,h,m,e] or [b,h,m] results" in info.value.text
+    with pytest.raises(ac.AttncompError, match=r"mean\[n\] is not defined under a mask"):
+        ac.cascade("S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]\nO[b,h,m,e] = mean[n](S) * V[b,h,n,e]")

@@ -226,13 +226,15 @@ class _Lowering:
                 self.values[eqn.name] = E.var(f"gate{len(self.gates)}")
                 self.gates.append((xn, wn))
                 return
-        if "n" in E.letters_of(rhs) or rhs.op == "reduce_sum":
+        if "n" in E.letters_of(rhs) or (rhs.op == "reduce_sum" and rhs.arg == "n"):
             self.contraction(eqn)
             return
         value = self.epilogue(rhs)
         if value is None or letters not in (BHME, BHM):
-            raise self.blocked(eqn, "after the key loop only elementwise [b,h,m,e] or [b,h,m] expressions of "
-                                    "earlier results can follow")
+            reduced = sorted({n.arg for n in E.walk(rhs) if n.op in E.REDUCTIONS})
+            raise self.blocked(eqn, "after the key loop only elementwise expressions of earlier [b,h,m,e] or "
+                                    "[b,h,m] results can follow" + (f"; this one reduces over {', '.join(reduced)} "
+                                    f"(the kernel does not reduce across the value dimension)" if reduced else ""))
         self.values[eqn.name] = value
 
     def contraction(self, eqn: Eqn) -> None:
