@@ -253,7 +253,8 @@ class FlexKernel(Kernel):
         program = self.program
         if (bucket(q_len), bucket(kv_len)) != (q_len, kv_len):
             program = replace(program, mask=padded_mask(program.mask, q_len, kv_len))
-        return analyze(program, bucket(q_len), bucket(kv_len), self.block, tensors=tensors, batch=batch, heads=heads)
+        read = {name: t for name, t in (tensors or {}).items() if name in program.tensors}  # passes may drop loads
+        return analyze(program, bucket(q_len), bucket(kv_len), self.block, tensors=read, batch=batch, heads=heads)
 
     def block_mask(self, bound, device):
         """The BlockMask for a bound call, from the cache or a fresh analysis."""

@@ -214,7 +214,7 @@ class ReferenceKernel(Kernel):
 
     def __init__(self, spec: Program | Plan, budget: int = DEFAULT_BUDGET):
         super().__init__(spec)
-        self.budget = positive_int("budget", budget, self.spec.name)
+        self.budget = positive_int("budget", budget, self.spec.name, limit=2 ** 62)  # elements per chunk
 
     @property
     def program(self) -> Program:

@@ -111,8 +111,10 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
 
     >>> import attncomp as ac
     >>> est = ac.simulate(ac.variants.causal(), hardware="h100", heads=16, q_len=16384, head_dim=128)
-    >>> round(est.bound, 2), round(est.flop_bound, 2), est.speedup > 1.8
+    >>> round(est.tile_ratio, 2), round(est.flop_ratio, 2), est.speedup > 1.8
     (1.98, 2.0, True)
+    >>> est.speedup <= est.bound <= est.flop_bound
+    True
     """
     if not isinstance(spec, (Program, Plan)):
         raise AttncompError(f"ac.simulate expects a Program, got {type(spec).__name__}",

@@ -42,9 +42,9 @@ def normalize_softmax(program: Program) -> Program:
     ...     O[b,h,m,e] = E * V[b,h,n,e] / sum[n](E)
     ... ''')
     >>> print("\\n".join(str(e) for e in normalize_softmax(spec).eqns))
-    S[b,h,m,n] = Q * K
-    P[b,h,m,n] = softmax[n](S * scale)
-    O[b,h,m,e] = P * V
+    S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]
+    P[b,h,m,n] = softmax[n](S[b,h,m,n] * scale)
+    O[b,h,m,e] = P[b,h,m,n] * V[b,h,n,e]
     """
     if match_softmax(program)[0] is not None:
         return program
