@@ -34,26 +34,25 @@ def parse_size(text: str) -> int:
     return size
 
 
-def positive(text: str) -> int:
-    """An int of at least 1 (heads, batch, head dim)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= LIMIT:
-        raise argparse.ArgumentTypeError(f"must be in 1..{LIMIT}, got {value}")
-    return value
+def int_in(low: int, high: int):
+    """An argparse type: an int in ``low..high``.
+
+    >>> int_in(0, 7)("3")
+    3
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+    return parse
 
 
-def index(text: str) -> int:
-    """An int of at least 0 (which head or batch element to draw)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < LIMIT:
-        raise argparse.ArgumentTypeError(f"must be in 0..{LIMIT - 1}, got {value}")
-    return value
+positive = int_in(1, LIMIT)     # heads, batch, head dim
+index = int_in(0, LIMIT - 1)    # which head or batch element to draw
 
 
 def _finite(value):
