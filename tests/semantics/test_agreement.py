@@ -302,6 +302,8 @@ def test_every_library_variant_agrees_on_every_backend(name):
     low = {k: t.float() for k, t in inputs.items()}
     ran = []
     for backend, options in BACKENDS.items():
+        if backend == "triton" and ex.q_len >= 256:  # grids fix their length: fewer, larger interpreted tiles
+            options = {"block": (64, 64)}
         try:
             kernel = ac.compile(program, backend=backend, **options)
         except UnsupportedError as err:
