@@ -333,3 +333,25 @@ def test_mean_rsqrt_and_sign_in_cascades_mean_what_torch_computes():
     assert "elementwise expressions of earlier [b,h,m,e] or [b,h,m] results" in info.value.text
     with pytest.raises(ac.AttncompError, match=r"mean\[n\] is not defined under a mask"):
         ac.cascade("S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d]\nO[b,h,m,e] = mean[n](S) * V[b,h,n,e]")
+
+
+def _item(b, h, q_idx, kv_idx):
+    return q_idx.item() >= 0
+
+
+def _np_where(b, h, q_idx, kv_idx):
+    import numpy as np
+
+    return np.where(q_idx >= kv_idx, True, False)
+
+
+@functools.lru_cache
+def _cached(b, h, q_idx, kv_idx):
+    return q_idx >= kv_idx
+
+
+@pytest.mark.parametrize("fn", [_item, _np_where, _cached], ids=lambda f: f.__name__)
+def test_untraceable_masks_are_trace_errors_at_the_users_line(fn):
+    with pytest.raises(TraceError) as info:
+        ac.attention(mask=fn)
+    assert info.value.location is not None and info.value.location.filename == __file__
