@@ -93,7 +93,8 @@ CLI_BAD = ["-1", "0", "x", "1e99", "", "nan", "99999999999999999999", "a=b=c", "
 
 
 @pytest.mark.parametrize("command", CLI_OPTIONS)
-def test_bad_cli_options_exit_2_with_one_line(command, capsys):
+def test_bad_cli_options_exit_2_with_one_line(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a value that is a valid file name (--png x, -o 0) is written here
     bad = []
     for option in CLI_OPTIONS[command]:
         for value in CLI_BAD:
