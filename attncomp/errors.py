@@ -194,7 +194,7 @@ def api_boundary(fn):
         except MemoryError:
             raise AttncompError(f"{fn.__name__}: the problem needs more memory than this machine has",
                                 hint="Use smaller sizes (lengths, batch, heads)").at(user_location()) from None
-        except TypeError as err:
+        except TypeError:
             usage = _usage_error(fn, args, kwargs)
             if usage is None:
                 raise

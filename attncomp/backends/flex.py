@@ -27,7 +27,7 @@ import torch
 from ..errors import UnsupportedError
 from ..ir import expr as E
 from ..ir.analysis import analyze
-from ..ir.arguments import block_shape
+from ..ir.arguments import block_shape, flag
 from ..ir.dtypes import refuse_unfaithful
 from ..ir.magnitude import leaves_int32
 from ..ir.plan import Plan
@@ -232,9 +232,8 @@ class FlexKernel(Kernel):
                                    f"one softmax and one Q/K/V; this Program is not that: {reason}",
                                    hint="Use backend='triton' (which lowers cascades) or backend='reference'",
                                    variant=self.spec.name)
-        if not isinstance(compiled, bool):
-            raise UnsupportedError(f"compiled must be True or False, got {compiled!r}", variant=self.spec.name)
-        if compiled:  # eager FlexAttention runs torch's own ops, which are the meaning
+        # eager FlexAttention runs torch's own ops, which are the meaning; compiled must be faithful
+        if flag("compiled", compiled, self.spec.name):
             refuse_unfaithful(program.mask, "compiled FlexAttention", self.spec.name)
             _refuse_tensor_powers(program.mask, self.spec.name)
         self.block = block_shape(block, self.spec.name)

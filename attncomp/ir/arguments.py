@@ -29,6 +29,13 @@ def positive_int(name: str, value, variant: str | None = None, *, limit: int = L
     return value
 
 
+def flag(name: str, value, variant: str | None = None) -> bool:
+    """``value`` if it is True or False (a kernel option), else an AttncompError."""
+    if not isinstance(value, bool):
+        raise AttncompError(f"{name} must be True or False, got {value!r}", variant=variant)
+    return value
+
+
 def block_shape(block, variant: str | None = None, *, power_of_two: bool = False,
                 minimum: int = 1) -> tuple[int, int]:
     """``(BLOCK_M, BLOCK_N)`` from one int or two; kernels that tile with ``tl.arange``

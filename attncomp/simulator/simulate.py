@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import AttncompError, api_boundary
 from ..ir import expr as E
-from ..ir.analysis import BlockLayout, analyze
+from ..ir.analysis import BlockLayout, analyze, group_shape
 from ..ir.arguments import block_shape, positive_int
 from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
@@ -93,8 +93,7 @@ def _check_layout(planned: Plan, layout, q_len: int, kv_len: int, block: tuple[i
         raise AttncompError(f"the layout is for {layout.q_len}x{layout.kv_len} with blocks {layout.block}, "
                             f"not {q_len}x{kv_len} with {block}", variant=name)
     mask = planned.program.mask
-    letters = E.letters_of(mask) if mask is not None else set()
-    shape = (batch if "b" in letters else 1, heads if "h" in letters else 1)
+    shape = group_shape(E.letters_of(mask) if mask is not None else set(), batch, heads)
     if layout.name != name or tuple(layout.shape) != shape:
         raise AttncompError(f"the layout is of {layout.name} with (batch, heads) groups {tuple(layout.shape)}, "
                             f"not of {name} at batch={batch}, heads={heads} (groups {shape})", variant=name,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import AttncompError, api_boundary
+from ..ir.arguments import LIMIT  # sizes, windows and counts: int32, as kernels take them
 from ..ir.program import Program
 
 # Sizes of index letters other than b, h, m, n when making example inputs.
@@ -85,15 +86,12 @@ def example_inputs(program: Program, ex: Example, dtype=torch.float32, seed: int
 REGISTRY: dict[str, Variant] = {}
 
 
-INT_RANGE = 2 ** 31  # variant arguments are sizes, windows and counts: int32, as kernels take them
-
-
 def _check_argument(variant: str, parameter: inspect.Parameter, value) -> None:
     """A variant argument of the kind its annotation (or default) says, or an AttncompError."""
     kind = parameter.annotation
     if kind is inspect.Parameter.empty:  # grid factories: an int or one per dimension
         kind = "tuple" if isinstance(parameter.default, (int, tuple)) else None
-    is_int = lambda x: isinstance(x, int) and not isinstance(x, bool) and -INT_RANGE <= x < INT_RANGE
+    is_int = lambda x: isinstance(x, int) and not isinstance(x, bool) and -LIMIT <= x < LIMIT
     ok = {"int": is_int,
           "float": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x),
           "bool": lambda x: isinstance(x, bool),

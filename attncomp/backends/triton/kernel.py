@@ -13,7 +13,7 @@ import sys
 import torch
 
 from ...errors import AttncompError, UnsupportedError
-from ...ir.arguments import block_shape
+from ...ir.arguments import block_shape, flag
 from ...ir.analysis import analyze
 from ...ir.dtypes import refuse_unfaithful
 from ...ir.plan import Plan
@@ -64,10 +64,7 @@ class TritonKernel(Kernel):
         self.lowered = lower(self.program)
         # tl.arange needs powers of two and tl.dot at least 16 rows and columns
         self.block = block_shape(block, self.spec.name, power_of_two=True, minimum=16)
-        for option, value in (("store_lse", store_lse), ("count", count)):
-            if not isinstance(value, bool):
-                raise UnsupportedError(f"{option} must be True or False, got {value!r}", variant=self.spec.name)
-        self.store_lse, self.count = store_lse, count
+        self.store_lse, self.count = flag("store_lse", store_lse, self.spec.name), flag("count", count, self.spec.name)
         self.source = generate_source(self.program, self.lowered)
         self._module: dict | None = None
         self.cache = CallCache()

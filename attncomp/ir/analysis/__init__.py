@@ -24,9 +24,9 @@ from .intervals import IntervalEvaluator
 from .layout import CSR, BlockLayout, from_tiles
 from .loads import check_loads
 from .summaries import RangeTable
-from .tiles import Grid, PointEvaluator, Rects, refine, resolve_leaves, subdivide
+from .tiles import Grid, PointEvaluator, Rects, group_shape, refine, resolve_leaves, subdivide
 
-__all__ = ["BlockLayout", "CSR", "analyze"]
+__all__ = ["BlockLayout", "CSR", "analyze", "group_shape"]
 
 @api_boundary
 def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
@@ -69,10 +69,8 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
               start: float) -> BlockLayout:
     spec, program = planned.spec, planned.program
     mask = program.mask
-    letters = E.letters_of(mask) if mask is not None else set()
-    shape = (batch if "b" in letters else 1, heads if "h" in letters else 1)
-    gb, gh = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    grid = Grid(q_len, kv_len, bm, bn, gb.reshape(-1).astype(np.int64), gh.reshape(-1).astype(np.int64))
+    shape = group_shape(E.letters_of(mask) if mask is not None else set(), batch, heads)
+    grid = Grid.of_groups(q_len, kv_len, bm, bn, shape)
     G = len(grid.group_b)
     root = Rects(np.arange(G), np.zeros(G, np.int64), np.full(G, grid.nq), np.zeros(G, np.int64), np.full(G, grid.nk))
     if mask is None:

@@ -20,7 +20,7 @@ from .. import expr as E
 from ..evaluate import Env, evaluate
 from .intervals import IntervalEvaluator
 from .summaries import RangeTable
-from .tiles import Grid, Rects
+from .tiles import Grid, Rects, group_shape
 
 DENSE_CHECK_LIMIT = 1 << 24  # points: below this, an index the intervals cannot bound is checked exactly
 
@@ -49,9 +49,8 @@ def check_loads(program, q_len: int, kv_len: int, batch: int, heads: int, tensor
     if not loads or 0 in (q_len, kv_len, batch, heads):
         return
     letters = set().union(*(E.letters_of(s) for n in loads for s in n.src))
-    shape = (batch if "b" in letters else 1, heads if "h" in letters else 1)
-    gb, gh = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    grid = Grid(q_len, kv_len, q_len, kv_len, gb.reshape(-1).astype(np.int64), gh.reshape(-1).astype(np.int64))
+    shape = group_shape(letters, batch, heads)
+    grid = Grid.of_groups(q_len, kv_len, q_len, kv_len, shape)
     G = len(grid.group_b)
     if load_fn is None:
         # only tensors read inside an index need summaries (``bias[doc[b, q_idx]]``)

@@ -29,6 +29,12 @@ SMALL_BOX = 4096  # boxes of at most this many points are evaluated point by poi
 START_GRID = 16  # the tile grid of each group starts as up to 16 x 16 rectangles
 
 
+def group_shape(letters: set[str], batch: int, heads: int) -> tuple[int, int]:
+    """The (batch, heads) groups an expression over ``letters`` needs: one per batch element
+    where it reads ``b``, one per head where it reads ``h``; otherwise they broadcast."""
+    return (batch if "b" in letters else 1, heads if "h" in letters else 1)
+
+
 @dataclass
 class Grid:
     """The problem: lengths, block sizes, and the (b, h) value of each group."""
@@ -39,6 +45,12 @@ class Grid:
     bn: int
     group_b: np.ndarray
     group_h: np.ndarray
+
+    @classmethod
+    def of_groups(cls, q_len: int, kv_len: int, bm: int, bn: int, shape: tuple[int, int]) -> Grid:
+        """The grid with one group per (b, h) of ``shape``, batch-major."""
+        gb, gh = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        return cls(q_len, kv_len, bm, bn, gb.reshape(-1).astype(np.int64), gh.reshape(-1).astype(np.int64))
 
     @property
     def nq(self) -> int:
