@@ -6,6 +6,9 @@ accuracy on every published row (dense and sparse).
 
 One factor per (hardware, kernel family, dtype class, head-dim class), fitted on the dense
 rows (ids starting with A) by minimizing squared log error; sparse rows are never fitted.
+One more number is shared by every GPU: how long a run holds the boost clock before power
+management settles at the base clock (``power_window_s``, see ``Hardware.run_seconds``),
+chosen from a log grid by the same loss with the factors refitted at each point.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from .hardware import gpu
-from .model import EFFICIENCY_FILE, FAMILIES, dtype_class, head_dim_class
+from .model import EFFICIENCY_FILE, FAMILIES, POWER_WINDOW, dtype_class, head_dim_class
 from .simulate import simulate
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "calibration.csv")
@@ -56,6 +59,15 @@ class Row:
     def group(self) -> str:
         return f"{gpu(self.gpu).name}|{self.kernel}|{dtype_class(self.dtype)}|{head_dim_class(self.head_dim)}"
 
+    @property
+    def params(self) -> dict:
+        """``mask_params`` as a dict (``window=2048,stride=1``, ``kv_heads=8``)."""
+        return {k: int(v) for k, v in (kv.split("=") for kv in self.mask_params.split(",") if kv)}
+
+    @property
+    def kv_heads(self) -> int:
+        return self.params.get("kv_heads", self.heads)
+
     def spec(self):
         from .. import variants
 
@@ -65,8 +77,8 @@ class Row:
         if self.mask == "causal":
             return variants.causal()
         if self.mask == "neighborhood_1d":
-            args = dict(kv.split("=") for kv in self.mask_params.split(","))
-            return variants.neighborhood((self.q_len,), int(args["window"]), stride=int(args.get("stride", 1)))
+            args = self.params
+            return variants.neighborhood((self.q_len,), args["window"], stride=args.get("stride", 1))
         raise ValueError(self.mask)
 
 
@@ -89,40 +101,56 @@ def predict(row: Row, table: dict):
     spec = row.spec()
     family = FAMILIES[row.kernel]
     block = family.block(row.head_dim)
-    key = (row.mask, row.mask_params, row.q_len, row.kv_len, block)
+    key = (row.mask, row.mask_params.replace(f"kv_heads={row.kv_heads}", ""), row.q_len, row.kv_len, block)
     if key not in _LAYOUTS:
         from ..ir.analysis import analyze
         _LAYOUTS[key] = analyze(spec, row.q_len, row.kv_len, block)
-    return simulate(spec, row.gpu, batch=row.batch, heads=row.heads, q_len=row.q_len, kv_len=row.kv_len,
+    return simulate(spec, row.gpu, batch=row.batch, heads=row.heads, kv_heads=row.kv_heads, q_len=row.q_len, kv_len=row.kv_len,
                     head_dim=row.head_dim, dtype=row.dtype, family=row.kernel, layout=_LAYOUTS[key],
                     efficiency_table=table)
 
 
+POWER_WINDOWS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)  # seconds: the grid of boost windows tried
+
+
+def loss(members: list[Row], table: dict) -> float:
+    """Squared log error of the predicted throughput of ``members``."""
+    return sum((math.log(r.flops / predict(r, table).time_s / 1e12) - math.log(r.measured_tflops)) ** 2
+               for r in members)
+
+
 def fit(all_rows: list[Row]) -> dict:
-    """Golden-section search per group on log efficiency, minimizing squared log error."""
+    """The boost window from :data:`POWER_WINDOWS` and, at each, the factors of :func:`fit_factors`,
+    with the least squared log error over the dense rows."""
+    dense = [r for r in all_rows if r.id.startswith("A")]
+    best = min((fit_factors(all_rows, {POWER_WINDOW: w}) for w in POWER_WINDOWS), key=lambda t: loss(dense, t))
+    return best
+
+
+def fit_factors(all_rows: list[Row], fixed: dict | None = None) -> dict:
+    """Golden-section search per group on log efficiency, minimizing squared log error
+    (``fixed``: entries kept as given, the boost window)."""
     groups: dict[str, list[Row]] = {}
     for r in all_rows:
         if r.id.startswith("A"):
             groups.setdefault(r.group, []).append(r)
-    table = {}
+    table = dict(fixed or {})
     for key, members in groups.items():
-        def loss(log_eff: float) -> float:
-            trial = dict(table, **{key: math.exp(log_eff)})
-            return sum((math.log(r.flops / predict(r, trial).time_s / 1e12) - math.log(r.measured_tflops)) ** 2
-                       for r in members)
+        def group_loss(log_eff: float) -> float:
+            return loss(members, dict(table, **{key: math.exp(log_eff)}))
         lo, hi = math.log(0.05), math.log(1.5)
         g = (math.sqrt(5) - 1) / 2
         a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        fa, fb = loss(a), loss(b)
+        fa, fb = group_loss(a), group_loss(b)
         for _ in range(40):
             if fa < fb:
                 hi, b, fb = b, a, fa
                 a = hi - g * (hi - lo)
-                fa = loss(a)
+                fa = group_loss(a)
             else:
                 lo, a, fa = a, b, fb
                 b = lo + g * (hi - lo)
-                fb = loss(b)
+                fb = group_loss(b)
         table[key] = round(math.exp((lo + hi) / 2), 4)
     return table
 
@@ -170,7 +198,9 @@ def main() -> None:
     else:
         table = fit(all_rows)
         with open(EFFICIENCY_FILE, "w") as fh:
-            json.dump({"fitted_on": "dense rows (A*) of data/calibration.csv", "factors": table}, fh, indent=1)
+            factors = {k: v for k, v in table.items() if k != POWER_WINDOW}
+            json.dump({"fitted_on": "dense rows (A*) of data/calibration.csv", "factors": factors,
+                       POWER_WINDOW: table[POWER_WINDOW]}, fh, indent=1)
             fh.write("\n")
         print(f"wrote {EFFICIENCY_FILE}: {table}")
     print_report(report(all_rows, table))

@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
 
 from ..errors import AttncompError
+
+
+# How long a GPU holds its boost clock under full tensor load before the power controller
+# settles at the base clock: one constant for every GPU, fitted by calibrate.py with the
+# efficiency factors (stored in data/efficiency.json, which overrides this default); the rows
+# that pin it down are the dense cuDNN runs that differ mainly in duration (H100: A11, 0.8 ms
+# at 698 TFLOP/s, against A13/A14, 97-283 ms at 542-576 TFLOP/s).
+POWER_WINDOW_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,34 @@ class Hardware:
     launch_us: float = 4.0      # kernel launch and teardown, a typical measured floor
     source: str = ""
     partial_tile_factor: float | None = None  # measured cost of a partial tile over a full one (CPU)
+    base_clock_ghz: float | None = None   # datasheet base clock: what the GPU sustains at its power limit
+    boost_clock_ghz: float | None = None  # datasheet maximum boost clock: what a short run gets
+    tdp_w: float | None = None            # board power limit (W), for reports
+
+    def run_seconds(self, seconds: float, power_window_s: float = POWER_WINDOW_S) -> float:
+        """The time of a compute-bound run that takes ``seconds`` at the quoted tensor clock,
+        under the clock the GPU really runs at (GPU Boost): a short run starts at the maximum
+        boost clock, and the power controller brings a run that stays at full tensor load down
+        to the base clock, the one the datasheet guarantees at the board power limit, with
+        time constant ``power_window_s`` (:data:`POWER_WINDOW_S`). Averaged over a run of length ``T`` the clock is
+        ``f(T) = base + (boost - base) * tau / T * (1 - exp(-T / tau))``, and the run's
+        cycles ``C = seconds * clock`` satisfy ``T * f(T) = C`` (one root: ``T f(T)`` grows
+        with ``T``). Without datasheet clocks (the CPU, MI300X) the quoted clock is kept.
+
+        >>> h100 = gpu("h100")
+        >>> round(h100.run_seconds(1e-6) / 1e-6, 3), round(h100.run_seconds(1.0) / 1.0, 3)  # boost / base
+        (0.924, 1.151)
+        """
+        if not (self.base_clock_ghz and self.boost_clock_ghz) or seconds <= 0:
+            return seconds
+        cycles = seconds * self.clock_ghz
+        base, extra, tau = self.base_clock_ghz, self.boost_clock_ghz - self.base_clock_ghz, power_window_s
+        done = lambda t: t * base + extra * tau * -math.expm1(-t / tau)  # cycles (in 1e9) done by time t
+        lo, hi = cycles / self.boost_clock_ghz, cycles / base
+        for _ in range(60):  # bisection: done(t) is increasing
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if done(mid) < cycles else (lo, mid)
+        return (lo + hi) / 2
 
     @property
     def peak_tflops(self) -> float:
@@ -70,9 +107,11 @@ def from_datasheet(row: dict) -> Hardware:
     mma = row["mma_flop_per_clk_per_sm_bf16"]
     tensor = int(mma) if mma else round(bf16 * 1e12 / (sms * clock * 1e9))
     fp8 = round(float(row["fp8_dense_tflops"]) / bf16, 2) if row["fp8_dense_tflops"] else None
+    num = lambda key: float(row[key]) if row.get(key) else None
     return Hardware(row["name"], sms, clock, tensor, fp8, int(row["exp_per_clk_per_sm"]),
                     _alu(float(row["fp32_tflops"]), sms, clock), float(row["hbm_gbps"]), float(row["l2_mb"]),
-                    int(row["smem_kb_per_sm"]), row["generation"], source=row["source"])
+                    int(row["smem_kb_per_sm"]), row["generation"], source=row["source"],
+                    base_clock_ghz=num("base_clock_ghz"), boost_clock_ghz=num("boost_clock_ghz"), tdp_w=num("tdp_w"))
 
 
 def _load(path: str) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import AttncompError
 from .costs import TileWork
-from .hardware import Hardware
+from .hardware import POWER_WINDOW_S, Hardware
 
 DRAM_LATENCY_US = 0.8   # load-to-use latency of HBM (microbenchmarks put H100/A100 at ~0.5-0.8 us)
 TILE_OVERHEAD_CLK = 64  # loop bookkeeping, barriers and pipeline hand-off per tile
@@ -104,16 +104,28 @@ def dtype_class(dtype: str) -> str:
             "fp32": "32"}.get(dtype, dtype)
 
 
+POWER_WINDOW = "power_window_s"  # the table's one global entry, beside the per-group factors
+
+
 @functools.lru_cache(maxsize=1)
 def _efficiency_file() -> dict:
     if not os.path.exists(EFFICIENCY_FILE):
         return {}
     with open(EFFICIENCY_FILE) as fh:
-        return json.load(fh)["factors"]
+        data = json.load(fh)
+    return {**data["factors"], **({POWER_WINDOW: data[POWER_WINDOW]} if POWER_WINDOW in data else {})}
 
 
 def load_efficiencies() -> dict:
+    """The fitted table: one factor per ``hardware|family|dtype|head-dim`` group, and the
+    boost window ``power_window_s`` shared by every GPU."""
     return dict(_efficiency_file())
+
+
+def power_window(table: dict | None = None) -> float:
+    """The fitted boost window (seconds) of :meth:`Hardware.run_seconds`."""
+    table = _efficiency_file() if table is None else table
+    return table.get(POWER_WINDOW, POWER_WINDOW_S)
 
 
 def efficiency(hw: Hardware, family: Family, dtype: str, head_dim: int, table: dict | None = None) -> tuple[float, str]:

@@ -16,7 +16,7 @@ from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
 from .costs import tile_work
 from .hardware import Hardware, gpu
-from .model import FAMILIES, Family, cta_fixed, default_family, efficiency, tile_times
+from .model import FAMILIES, Family, cta_fixed, default_family, efficiency, power_window, tile_times
 from .schedule import makespan, occupancy
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp32": 4, "float32": 4}
@@ -151,6 +151,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     nbytes = DTYPE_BYTES[dtype]
     work, dense_work = _works(planned, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)
+    window = power_window(efficiency_table)
     ctas = batch * heads * layout.num_q_blocks
     # co-resident CTAs share their SM: at most what shared memory allows, and no more than
     # there are CTAs to go round
@@ -164,22 +165,24 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         full-tile cost) over ``ctas`` CTAs: the busy cycles spread evenly over the slots."""
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
         busy = cta_fixed(w, hw, fam, eff) * ctas + tiles * min(tt.full, tt.partial)
-        return busy * occ / slots / (hw.clock_ghz * 1e9) + hw.launch_us * 1e-6
+        return hw.run_seconds(busy * occ / slots / (hw.clock_ghz * 1e9), window) + hw.launch_us * 1e-6
 
     def run(w, partial, full):
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
         fixed = cta_fixed(w, hw, fam, eff)
         durations = (fixed + partial * tt.partial + full * tt.full).reshape(-1)
         span = makespan(durations * occ, slots, order or fam.order)
-        seconds = span / (hw.clock_ghz * 1e9) + hw.launch_us * 1e-6
+        seconds = hw.run_seconds(span / (hw.clock_ghz * 1e9), window)
+        clock = seconds / (span / (hw.clock_ghz * 1e9)) if span else 1.0
+        seconds += hw.launch_us * 1e-6
         parts = {k: float((partial * tt.parts_partial.get(k, 0) + full * tt.parts_full.get(k, 0)).sum())
                  for k in ("matmul", "exp", "memory", "mask", "overhead")}
         parts["overhead"] += fixed * durations.size
         # the parts sum to the total busy cycles; spread over the slots they are the makespan
         # less the idle tail, which is the imbalance
-        to_s = lambda cycles: cycles * occ / slots / (hw.clock_ghz * 1e9)
+        to_s = lambda cycles: cycles * occ / slots / (hw.clock_ghz * 1e9) * clock
         breakdown = {k: to_s(v) for k, v in parts.items()}
-        breakdown["imbalance"] = max(0.0, span - durations.sum() * occ / slots) / (hw.clock_ghz * 1e9)
+        breakdown["imbalance"] = max(0.0, span - durations.sum() * occ / slots) / (hw.clock_ghz * 1e9) * clock
         breakdown["overhead"] += hw.launch_us * 1e-6
         return seconds, breakdown
 
