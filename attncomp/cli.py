@@ -280,7 +280,7 @@ def cmd_simulate(args) -> int:
         for hw in args.hardware.split(","):
             est = simulate(loaded.program, hw, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
                            q_len=q_len, kv_len=kv_len, head_dim=args.head_dim, dtype=args.dtype, block=block,
-                           tensors=tensors, family=args.family)
+                           tensors=tensors, family=args.family, baseline=args.baseline)
             results.append((key, value, est))
     if args.json:
         print(dump_json([dict(e.summary(), sweep={k: v} if k else {}) for k, v, e in results]))
@@ -289,15 +289,17 @@ def cmd_simulate(args) -> int:
     print(f"{results[0][2].name}: batch={first['batch']} heads={first['heads']} kv_heads={first['kv_heads']} "
           f"q_len={first['q_len']} kv_len={first['kv_len']} head_dim={first['head_dim']} {first['dtype']}")
     head = f"| {key} " if key else ""
-    print(head + "| hardware | family | block | time | TFLOP/s (useful / executed) | speedup vs dense | bound: same "
-          "tiles, ideal | bound: kept pairs only | matmul / exp / mem / mask / overhead / imbalance |")
-    print(("|---" if key else "") + "|---|---|---|---|---|---|---|---|---|")
+    print(head + "| hardware | family | block | time | TFLOP/s (useful / executed) | speedup vs dense | speedup vs "
+          "baseline | bound: same tiles, ideal | bound: kept pairs only | matmul / exp / mem / mask / overhead / "
+          "imbalance |")
+    print(("|---" if key else "") + "|---|---|---|---|---|---|---|---|---|---|")
     for k, v, e in results:
         parts = " / ".join(f"{100 * e.breakdown[p] / e.time_s:.0f}%" for p in
                            ("matmul", "exp", "memory", "mask", "overhead", "imbalance"))
         t = f"{e.time_s * 1e3:.3f} ms" if e.time_s < 1 else f"{e.time_s:.2f} s"
         print((f"| {v} " if k else "") + f"| {e.hardware} | {e.family} | {e.block[0]}x{e.block[1]} | {t} | "
-              f"{e.tflops:.0f} / {e.executed_tflops:.0f} | {e.speedup:.2f}x | {e.bound:.2f}x | {e.flop_bound:.2f}x | "
+              f"{e.tflops:.0f} / {e.executed_tflops:.0f} | {e.speedup:.2f}x | {e.speedup_vs_baseline:.2f}x ({e.baseline}) | "
+              f"{e.bound:.2f}x | {e.flop_bound:.2f}x | "
               f"{parts} |")
     return 0
 
@@ -399,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
     si.add_argument("--block", type=_blocks, help="tile (default: the kernel family's)")
     si.add_argument("--family", help="kernel family (default: the best on each GPU: fa3, fa4, fa2)")
+    si.add_argument("--baseline", help="kernel family of the dense attention to compare with (default: the best "
+                                       "on each GPU)")
     si.add_argument("--sweep", metavar="NAME=V1,V2", help="vary block or a variant argument")
     si.add_argument("--param", action="append", metavar="K=V", help="variant argument (repeatable)")
     si.add_argument("--tensor", action="append", metavar="NAME=FILE",

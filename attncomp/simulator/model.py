@@ -48,6 +48,7 @@ class Family:
     #                              the next matmul, so warp-specialized pipelines serialize there
     exp_emulation: bool = False  # part of the exps as polynomials on the FMA units (FlashAttention-4)
     hoists_mask: bool = True   # per-row / per-column parts of the mask computed once per row / column
+    split_kv: bool = True      # a split-KV path for decode shapes (FlashDecoding, flex_decoding)
 
     def block(self, head_dim: int) -> tuple[int, int]:
         for d in sorted(self.blocks):
@@ -74,7 +75,7 @@ FAMILIES = {
     "natten-blackwell-fna": Family("natten-blackwell-fna", 1.0, True, mask_partial_rows=True, base="cudnn",
                                    exp_emulation=True),
     # compiled FlexAttention on a CPU: one thread per "SM", no overlap of matmul and softmax
-    "cpu-flex": Family("cpu-flex", 0.0, False, hoists_mask=False),
+    "cpu-flex": Family("cpu-flex", 0.0, False, hoists_mask=False, split_kv=False),
 }
 DEFAULT_FAMILY = {"hopper": "fa3", "blackwell": "fa4", "ampere": "fa2", "cdna3": "fa2", "cpu": "cpu-flex"}
 

@@ -11,6 +11,8 @@ launch order (query blocks fastest within a head, as FlashAttention's grid) or
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -19,6 +21,34 @@ def occupancy(smem_kb: int, bm: int, bn: int, head_dim: int, value_dim: int, dty
     """CTAs per SM that fit in shared memory: a Q tile plus ``stages`` K/V tiles each."""
     need = (bm * head_dim + stages * bn * (head_dim + value_dim)) * dtype_bytes / 1024
     return max(1, int(smem_kb // max(need, 1e-9)))
+
+
+MAX_SPLITS = 128  # FlashAttention's cap on KV splits
+
+
+def num_splits(ctas: int, kv_blocks: int, sms: int) -> int:
+    """How many chunks a split-KV kernel (FlashDecoding; FlashAttention's ``num_splits_heuristic``)
+    cuts each CTA's key range into: none when the CTAs already fill 80% of the SMs; otherwise
+    the fewest splits whose wave efficiency (waves over whole waves) is within 85% of the best.
+
+    >>> num_splits(8, 1024, 132), num_splits(2048, 1024, 132)
+    (15, 1)
+    """
+    if ctas >= 0.8 * sms or kv_blocks <= 1:
+        return 1
+    # a split count is worth trying only if it changes the blocks per split
+    eligible = [s for s in range(1, min(MAX_SPLITS, kv_blocks, sms) + 1)
+                if s == 1 or -(-kv_blocks // s) != -(-kv_blocks // (s - 1))]
+    efficiency = {s: (s * ctas / sms) / math.ceil(s * ctas / sms) for s in eligible}
+    best = max(efficiency.values())
+    return next(s for s in eligible if efficiency[s] >= 0.85 * best)
+
+
+def split(counts: np.ndarray, splits: int) -> np.ndarray:
+    """Tiles of each CTA dealt over ``splits`` contiguous chunks (one more to the first
+    ``counts % splits``): shape ``counts.shape + (splits,)``."""
+    base, rest = np.divmod(counts, splits)
+    return base[..., None] + (np.arange(splits) < rest[..., None])
 
 
 def makespan(durations: np.ndarray, slots: int, order: str = "launch") -> float:

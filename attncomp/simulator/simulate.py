@@ -16,8 +16,8 @@ from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
 from .costs import tile_work
 from .hardware import Hardware, gpu
-from .model import FAMILIES, Family, cta_fixed, default_family, efficiency, power_window, tile_times
-from .schedule import makespan, occupancy
+from .model import DEFAULT_FAMILY, FAMILIES, Family, cta_fixed, default_family, efficiency, power_window, tile_times
+from .schedule import makespan, num_splits, occupancy, split
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp32": 4, "float32": 4}
 
@@ -33,7 +33,13 @@ class Estimate:
     perfectly balanced over the SMs and with no mask cost; ``flop_bound`` that of one doing
     only the kept pairs' work. Both divide the dense kernel's predicted time, wave tail
     included, which is why they can exceed the plain ratios: ``tile_ratio`` = total tiles /
-    visited tiles and ``flop_ratio`` = 1 / mask density (inf when nothing is kept)."""
+    visited tiles and ``flop_ratio`` = 1 / mask density (inf when nothing is kept).
+
+    ``io_floor_s`` is the physical limit: the time to read every query row, every key and
+    value block a visited tile needs (once per KV head) and write the output at full HBM
+    bandwidth; ``time_s >= io_floor_s``. Decode shapes approach it: the queries of a GQA group
+    share a CTA (``shape["packed_gqa"]``) and the key range is split over the SMs
+    (``shape["splits"]``, FlashDecoding)."""
 
     name: str
     hardware: str
@@ -51,14 +57,32 @@ class Estimate:
     efficiency: float
     efficiency_source: str
     block: tuple[int, int]
+    io_floor_s: float = 0.0
+    baseline: str = ""
+    baseline_time_s: float = 0.0
+    speedup_vs_baseline: float = 1.0
     shape: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         out = {k: getattr(self, k) for k in ("name", "hardware", "family", "time_s", "tflops", "executed_tflops",
                                               "speedup", "bound", "flop_bound", "tile_ratio", "flop_ratio",
-                                              "dense_time_s", "efficiency",
+                                              "dense_time_s", "baseline", "baseline_time_s",
+                                              "speedup_vs_baseline", "io_floor_s", "efficiency",
                                               "efficiency_source")}
         return out | {"block": list(self.block), "breakdown": self.breakdown, "shape": self.shape}
+
+
+def _io_floor(layout: BlockLayout, batch: int, heads: int, kv_heads: int, head_dim: int, value_dim: int,
+              nbytes: int) -> float:
+    """Bytes any kernel must move: every query row read and output row written once, and every
+    key block that a visited tile reads loaded once per KV head (a lower bound where the mask
+    differs per head: the most any head of the group reads)."""
+    sb, sh = layout.shape
+    touched = layout.kv_blocks_touched().reshape(sb, sh).astype(np.float64)
+    if sh > 1:
+        touched = touched.reshape(sb, kv_heads, sh // kv_heads).max(axis=2)
+    kv_rows = np.minimum(touched * layout.block[1], layout.kv_len).sum() * (batch // sb) * (kv_heads // touched.shape[1])
+    return float(kv_rows * (head_dim + value_dim) * nbytes + batch * heads * layout.q_len * (head_dim + value_dim) * nbytes)
 
 
 def _tile_counts(layout: BlockLayout, batch: int, heads: int, family: Family) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +103,7 @@ def _works(planned: Plan, bm: int, bn: int, head_dim: int, value_dim: int, nbyte
             tile_work(replace(program, mask=None), bm, bn, head_dim, value_dim, dtype_bytes=nbytes, hoisted=hoisted))
 
 
+MMA_M = 64  # rows of the smallest tensor-core tile a GPU kernel issues (Hopper wgmma, Blackwell tcgen05)
 MAX_HEAD_DIM = 1024  # beyond any kernel family's head dim; larger values are typos, not designs
 
 
@@ -105,7 +130,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
              q_len: int = 4096, kv_len: int | None = None, head_dim: int = 128, value_dim: int | None = None,
              dtype: str = "bf16", block: tuple[int, int] | None = None, tensors: dict | None = None,
              family: str | None = None, order: str | None = None, layout: BlockLayout | None = None,
-             efficiency_table: dict | None = None) -> Estimate:
+             efficiency_table: dict | None = None, baseline: str | None = None) -> Estimate:
     """Predict the time of ``spec`` on ``hardware`` before any kernel exists.
 
     >>> import attncomp as ac
@@ -114,6 +139,15 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     (1.98, 2.0, True)
     >>> est.speedup <= est.bound <= est.flop_bound
     True
+
+    ``speedup`` is over the spec's own dense form; ``speedup_vs_baseline`` over plain dense
+    softmax attention of the same shape run by ``baseline`` (a kernel family; default the
+    GPU's best, FA3 on H100), the kernel users compare with: a score mod's cost shows there.
+
+    >>> bias = ac.attention(score=lambda s, b, h, q, k: s - 0.01 * (q - k) ** 2, name="gaussian_bias")
+    >>> est = ac.simulate(bias, "b200", heads=16, q_len=8192)
+    >>> round(est.speedup, 2), est.baseline, est.speedup_vs_baseline < 0.9
+    (1.0, 'fa4', True)
     """
     if not isinstance(spec, (Program, Plan)):
         raise AttncompError(f"ac.simulate expects a Program, got {type(spec).__name__}",
@@ -131,6 +165,10 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     if fam_name not in FAMILIES:
         raise AttncompError(f"unknown kernel family {fam_name!r}; known: {', '.join(FAMILIES)}", variant=name)
     fam = FAMILIES[fam_name]
+    base_name = baseline or DEFAULT_FAMILY.get(hw.generation, fam_name)
+    if not isinstance(base_name, str) or base_name not in FAMILIES:
+        raise AttncompError(f"unknown baseline kernel family {base_name!r}; known: {', '.join(FAMILIES)}",
+                            variant=name)
     if dtype not in DTYPE_BYTES:
         raise AttncompError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}", variant=name)
     if dtype == "fp8" and hw.fp8_factor is None:
@@ -149,58 +187,116 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     else:
         _check_layout(planned, layout, q_len, kv_len, (bm, bn), batch, heads)
     nbytes = DTYPE_BYTES[dtype]
-    work, dense_work = _works(planned, bm, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)
     window = power_window(efficiency_table)
-    ctas = batch * heads * layout.num_q_blocks
+    fp8 = dtype == "fp8"
+    group = heads // kv_heads
+    mask = planned.program.mask
+    partial, full = _tile_counts(layout, batch, heads, fam)
+    # decode: the query rows of a GQA group share one CTA, so each K/V tile is loaded once per
+    # KV head (FlashDecoding; FlashAttention-3's PackGQA) -- unless the mask differs per head
+    packed = (fam.split_kv and group > 1 and q_len * group <= bm
+              and (mask is None or "h" not in E.letters_of(mask)))
+    if packed:
+        partial, full = partial[:, ::group], full[:, ::group]
+    rows = min(bm, q_len * (group if packed else 1))
+    # a CTA with fewer query rows than its block (decode) still pays whole MMA row groups
+    mma_rows = min(bm, -(-rows // MMA_M) * MMA_M) if fam.split_kv else bm
+    work, dense_work = _works(planned, mma_rows, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
+    dense_full = np.full(partial.shape, float(layout.num_kv_blocks))
+    # too few CTAs to fill the GPU (decode, small batches): each key range is split and the
+    # partial results combined by a second kernel
+    splits = num_splits(partial.size, layout.num_kv_blocks, hw.sms) if fam.split_kv else 1
+    if splits > 1:
+        partial, full, dense_full = split(partial, splits), split(full, splits), split(dense_full, splits)
+    ctas = partial.size
     # co-resident CTAs share their SM: at most what shared memory allows, and no more than
     # there are CTAs to go round
     occ = max(1, min(occupancy(hw.smem_kb, bm, bn, head_dim, value_dim, nbytes), -(-ctas // hw.sms)))
     slots = hw.sms * occ
-    reuse = min(slots, layout.num_q_blocks * (heads // kv_heads))
-    fp8 = dtype == "fp8"
+    # concurrent CTAs that read the same K/V tile through L2: a head's query blocks, and the
+    # heads of its GQA group unless they are packed into one CTA
+    reuse = min(slots, layout.num_q_blocks * (1 if packed else group))
+    hbm = hw.hbm_gbps * 1e9
+    # combining split results: every split's float32 rows (output and log-sum-exp) written and
+    # read back once, then the output written
+    combine_s = 0.0 if splits == 1 else (
+        (2 * ctas * rows * (value_dim + 1) * 4 + batch * heads * q_len * value_dim * nbytes) / hbm
+        + hw.launch_us * 1e-6)
+
+    def seconds(busy_s: float, memory_share: float) -> float:
+        """Wall time of ``busy_s`` at the quoted clock: the compute share under the clock the
+        GPU runs at (:meth:`Hardware.run_seconds`); time waiting on HBM does not scale with it."""
+        return memory_share * busy_s + hw.run_seconds((1 - memory_share) * busy_s, window)
 
     def ideal(w, tiles):
         """A lower bound on the time of any schedule of ``tiles`` tiles (each at its cheaper,
         full-tile cost) over ``ctas`` CTAs: the busy cycles spread evenly over the slots."""
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
         busy = cta_fixed(w, hw, fam, eff) * ctas + tiles * min(tt.full, tt.partial)
-        return hw.run_seconds(busy * occ / slots / (hw.clock_ghz * 1e9), window) + hw.launch_us * 1e-6
+        share = tt.parts_full.get("memory", 0.0) / tt.full
+        return seconds(busy * occ / slots / (hw.clock_ghz * 1e9), share) + hw.launch_us * 1e-6 + combine_s
 
     def run(w, partial, full):
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
         fixed = cta_fixed(w, hw, fam, eff)
         durations = (fixed + partial * tt.partial + full * tt.full).reshape(-1)
         span = makespan(durations * occ, slots, order or fam.order)
-        seconds = hw.run_seconds(span / (hw.clock_ghz * 1e9), window)
-        clock = seconds / (span / (hw.clock_ghz * 1e9)) if span else 1.0
-        seconds += hw.launch_us * 1e-6
         parts = {k: float((partial * tt.parts_partial.get(k, 0) + full * tt.parts_full.get(k, 0)).sum())
                  for k in ("matmul", "exp", "memory", "mask", "overhead")}
         parts["overhead"] += fixed * durations.size
+        nominal = span / (hw.clock_ghz * 1e9)
+        total = seconds(nominal, parts["memory"] / max(sum(parts.values()), 1e-30))
+        clock = total / nominal if nominal else 1.0
         # the parts sum to the total busy cycles; spread over the slots they are the makespan
         # less the idle tail, which is the imbalance
         to_s = lambda cycles: cycles * occ / slots / (hw.clock_ghz * 1e9) * clock
         breakdown = {k: to_s(v) for k, v in parts.items()}
         breakdown["imbalance"] = max(0.0, span - durations.sum() * occ / slots) / (hw.clock_ghz * 1e9) * clock
-        breakdown["overhead"] += hw.launch_us * 1e-6
-        return seconds, breakdown
+        breakdown["overhead"] += hw.launch_us * 1e-6 + combine_s
+        return total + hw.launch_us * 1e-6 + combine_s, breakdown
 
-    partial, full = _tile_counts(layout, batch, heads, fam)
     time_s, breakdown = run(work, partial, full)
-    dense_full = np.full((batch, heads, layout.num_q_blocks), float(layout.num_kv_blocks))
     dense_s, _ = run(dense_work, np.zeros_like(dense_full), dense_full)
-    total_tiles = float(dense_full.sum())
-    bound = dense_s / ideal(work, float((partial + full).sum()))
-    flop_bound = dense_s / ideal(work, layout.mask_density * total_tiles)
-    per_pair = work.tensor_flops / (bm * bn)
+    total_tiles = float(batch * heads * layout.num_q_blocks * layout.num_kv_blocks)
+    visited = float((partial + full).sum()) * (group if packed else 1)
+    bound = dense_s / ideal(work, visited / (group if packed else 1))
+    flop_bound = dense_s / ideal(work, layout.mask_density * total_tiles / (group if packed else 1))
+    per_pair = work.tensor_flops / (mma_rows * bn)
     useful = layout.mask_density * batch * heads * q_len * kv_len * per_pair
-    executed = float((partial + full).sum()) * work.tensor_flops
+    executed = visited * work.tensor_flops
+    io_floor = _io_floor(layout, batch, heads, kv_heads, head_dim, value_dim, nbytes) / hbm
+    shape = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "q_len": q_len, "kv_len": kv_len,
+             "head_dim": head_dim, "value_dim": value_dim, "dtype": dtype}
+    if planned.program == _dense().program and base_name == fam.name and block is None:
+        base_s = dense_s
+    else:
+        base_s = _baseline_seconds(hw, base_name, tuple(shape.items()), efficiency_table)
     return Estimate(
         name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=useful / time_s / 1e12,
         executed_tflops=executed / time_s / 1e12, speedup=dense_s / time_s, bound=bound, flop_bound=flop_bound,
         tile_ratio=layout.tile_bound, flop_ratio=(1 / layout.mask_density) if layout.mask_density > 0 else math.inf,
         breakdown=breakdown,
-        dense_time_s=dense_s, efficiency=eff, efficiency_source=source, block=(bm, bn),
-        shape={"batch": batch, "heads": heads, "kv_heads": kv_heads, "q_len": q_len, "kv_len": kv_len,
-               "head_dim": head_dim, "dtype": dtype})
+        dense_time_s=dense_s, efficiency=eff, efficiency_source=source, block=(bm, bn), io_floor_s=io_floor,
+        baseline=base_name, baseline_time_s=base_s, speedup_vs_baseline=base_s / time_s,
+        shape=shape | {"splits": splits, "packed_gqa": packed})
+
+
+@functools.cache
+def _dense() -> Plan:
+    """Plain softmax attention, no mask, no score mod: what every baseline runs."""
+    from ..ir import attention
+    return plan_of(attention(name="dense"))
+
+
+def _baseline_seconds(hw: Hardware, family: str, shape: tuple, table: dict | None) -> float:
+    """Predicted time of plain dense attention of this shape with ``family`` on ``hw``
+    (cached: a sweep over masks reuses it)."""
+    if table is not None:
+        return simulate(_dense(), hw, family=family, baseline=family, efficiency_table=table, **dict(shape)).time_s
+    return _cached_baseline(hw, family, shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_baseline(hw: Hardware, family: str, shape: tuple) -> float:
+    return simulate(_dense(), hw, family=family, baseline=family, **dict(shape)).time_s

@@ -131,6 +131,15 @@ class BlockLayout:
             self._mask_density = kept / (self.groups * self.q_len * self.kv_len)
         return self._mask_density
 
+    def kv_blocks_touched(self) -> np.ndarray:
+        """Per group, how many distinct key blocks at least one visited tile reads: the K/V a
+        kernel must load at least once (``[groups]``; FlashDecoding's floor)."""
+        rows = self.num_q_blocks
+        touched = np.zeros(self.groups * self.num_kv_blocks, dtype=bool)
+        for csr in (self.partial, self.full):
+            touched[csr.rows() // rows * self.num_kv_blocks + csr.indices] = True
+        return touched.reshape(self.groups, self.num_kv_blocks).sum(axis=1)
+
     @property
     def tile_bound(self) -> float:
         """Total tiles over visited tiles: the speedup bound of a perfect block-sparse kernel."""
