@@ -12,13 +12,25 @@ For one (query block x key block) tile of ``BM x BN`` pairs:
   subtraction and a sum, and a per-row rescale;
 - the mask, on partial tiles only: its ops counted the same way plus one select per element;
 - bytes: the K/V-side tiles read per tile; the Q-side tile and the output per query block.
+
+The work follows the kernel plan the Triton backend generates from (``ir.lowering``):
+a *linear* term (``phi(Q) phi(K)^T V``, no normalizer over ``n``) runs chunked, as
+Lightning Attention-2 and flash-linear-attention's chunk kernels do: a first pass folds each
+key block into a state ``phi(K_j)^T V_j`` and a prefix sum over blocks, so a run of full
+tiles costs two state loads and the query block one ``phi(Q) S`` product; only partial
+(diagonal) tiles keep the quadratic form. Work grows linearly with the length.
+A Program with no key loop at all (no equation over both ``m`` and ``n``: Efficient
+Attention's ``phi(Q) (phi(K)^T V)``) is costed as the passes the reference backend runs
+(:func:`einsum_passes`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UnsupportedError
 from ..ir import expr as E
+from ..ir.lowering import lower
 from ..ir.ops import Op
 from ..ir.program import Program
 
@@ -45,6 +57,19 @@ SOFTMAX_ROW_SFU = 1  # exp of the max correction per row per tile
 
 
 @dataclass(frozen=True)
+class Chunked:
+    """The chunked form of a kernel's linear terms (all per (batch, KV head) unless noted)."""
+
+    key_block_flops: float   # per key block: phi(K_j)^T V_j (and sum phi(K_j) for a normalizer)
+    key_block_bytes: float   # per key block: K and V read, the float32 state written, read and
+    #                          written again by the prefix sum
+    run_bytes: float         # per run of full tiles in a query block: two prefix states loaded
+    row_flops: float         # per query block: phi(Q) times the state
+    full_tensor_flops: float  # per full tile: what the other (softmax, weighted) terms still do
+    visits_full: bool        # whether any term still walks the full tiles
+
+
+@dataclass(frozen=True)
 class TileWork:
     """Work of one tile and of one query block (CTA), from a Program and sizes."""
 
@@ -59,6 +84,7 @@ class TileWork:
     epilogue_flops: float  # per query block: contractions without n (gates)
     softmax_terms: int    # online softmaxes per tile (0 for sigmoid / linear attention)
     mask_ops: int         # ops in the mask expression, for reports
+    chunked: Chunked | None = None  # linear terms, chunked (None: every term walks every tile)
 
 
 def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hoisted: bool = True) -> tuple[float, float]:
@@ -138,4 +164,77 @@ def tile_work(program: Program, bm: int, bn: int, head_dim: int, value_dim: int 
         elif "m" in decl.letters:
             q += elems * bm * dtype_bytes
     return TileWork(tensor, sfu, alu, mask_alu, mask_sfu, kv, q, bm * value_dim * dtype_bytes, epilogue, softmaxes,
-                    mask_nodes)
+                    mask_nodes, _chunked(program, bm, bn, head_dim, value_dim, tensor, kv))
+
+
+def _chunked(program: Program, bm: int, bn: int, head_dim: int, value_dim: int, tensor: float,
+             kv_bytes: float) -> Chunked | None:
+    """The chunked work of the plan's linear terms, or None when it has none (or no plan)."""
+    try:
+        plan = lower(program)
+    except UnsupportedError:
+        return None
+    linear = [t for t in plan.terms if t.kind == "linear"]
+    if not linear:
+        return None
+    state = head_dim * value_dim + head_dim  # phi(K)^T V and sum phi(K), float32
+    per_term_tile = 2.0 * bm * bn * (head_dim + value_dim)  # the quadratic form of one term
+    return Chunked(
+        key_block_flops=len(linear) * 2.0 * bn * head_dim * (value_dim + 1),
+        key_block_bytes=kv_bytes + len(linear) * 3 * state * 4,
+        run_bytes=len(linear) * 2 * state * 4,
+        row_flops=len(linear) * 2.0 * bm * head_dim * (value_dim + 1),
+        full_tensor_flops=max(0.0, tensor - len(linear) * per_term_tile),
+        visits_full=len(linear) < len(plan.terms))
+
+
+def key_loop(program: Program) -> bool:
+    """Whether some equation ranges over both the query and the key index: the kernel walks
+    (query block x key block) tiles. Otherwise every equation is linear in the length."""
+    return any({"m", "n"} <= set(eqn.letters) | E.letters_of(eqn.rhs) for eqn in program.eqns)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One equation evaluated as a whole-tensor pass (what the reference backend runs)."""
+
+    name: str
+    flops: float        # tensor-core FLOPs (contractions)
+    ops: float          # ALU / special-function operations (elementwise maps, reductions)
+    bytes: float        # operands read and the result written
+
+
+def einsum_passes(program: Program, sizes: dict, dtype_bytes: int = 2) -> list[Pass]:
+    """Each equation as one pass over whole tensors: a contraction's ``2 x (product of all its
+    letters' sizes)`` FLOPs on the tensor cores, its ops per element of the product space, and
+    every operand read and the result written once (intermediates in float32).
+
+    >>> import attncomp as ac
+    >>> spec = ac.cascade("G[b,h,d,e] = K[b,h,n,d] * V[b,h,n,e]\\nO[b,h,m,e] = Q[b,h,m,d] * G")
+    >>> [p.flops for p in einsum_passes(spec, {"m": 8, "n": 8, "d": 4, "e": 4})]
+    [256.0, 256.0]
+    """
+    size = lambda letters: elements(letters, sizes)
+    shapes = {d.name: d.letters for d in program.inputs} | {e.name: e.letters for e in program.eqns}
+    out = []
+    for eqn in program.eqns:
+        letters = E.letters_of(eqn.rhs) | set(eqn.letters)
+        contraction = bool(letters - set(eqn.letters))
+        space = size(letters)
+        ops = sum(sum(WORK.get(n.op, ALU)) for n in E.walk(eqn.rhs) if n.src) * space
+        flops = 0.0
+        if contraction:
+            flops, ops = 2.0 * space, max(0.0, ops - space)  # the product's multiply-adds run on tensor cores
+        reads = {n.arg for n in E.walk(eqn.rhs) if n.op == Op.REF and n.arg in shapes}
+        read = sum(size(shapes[name]) * (dtype_bytes if name in {d.name for d in program.inputs} else 4)
+                   for name in reads)
+        out.append(Pass(eqn.name, flops, ops, read + size(eqn.letters) * 4))
+    return out
+
+
+def elements(letters, sizes: dict) -> float:
+    """Elements of a tensor over ``letters`` (a letter without a size counts 1)."""
+    out = 1.0
+    for x in letters:
+        out *= sizes.get(x, 1)
+    return out

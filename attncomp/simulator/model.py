@@ -194,3 +194,33 @@ def cta_fixed(work: TileWork, hw: Hardware, family: Family, eff: float) -> float
     prologue = latency + (work.q_bytes + work.kv_bytes) / per_sm
     epilogue = work.out_bytes / per_sm + work.epilogue_flops / (hw.tensor_flops_per_clk * eff)
     return (prologue + epilogue) * (0.5 if family.persistent else 1.0)
+
+
+def chunk_cycles(work: TileWork, hw: Hardware, eff: float) -> tuple[float, float]:
+    """Per query block of a chunked linear kernel: cycles of ``phi(Q) S`` (the row's product
+    with its carried state), and cycles per run of full tiles (two prefix states loaded)."""
+    c = work.chunked
+    return c.row_flops / (hw.tensor_flops_per_clk * eff), c.run_bytes / hw.hbm_bytes_per_clk_per_sm
+
+
+def chunk_prepass_seconds(work: TileWork, key_blocks: int, hw: Hardware, eff: float) -> float:
+    """The first pass of a chunked linear kernel over ``key_blocks`` (batch x KV heads x key
+    blocks): each block's state ``phi(K)^T V``, then the prefix sum over blocks -- bound by
+    the tensor cores or by HBM, whichever is slower, plus its launch."""
+    c = work.chunked
+    compute = key_blocks * c.key_block_flops / (hw.peak_tflops * 1e12 * eff)
+    return max(compute, key_blocks * c.key_block_bytes / (hw.hbm_gbps * 1e9)) + hw.launch_us * 1e-6
+
+
+def passes_time(passes, hw: Hardware, eff: float) -> tuple[float, dict]:
+    """Time of whole-tensor passes (one kernel each): tensor FLOPs, ALU ops or bytes, whichever
+    is slowest, and a launch; split by what limited each."""
+    parts = {"matmul": 0.0, "exp": 0.0, "memory": 0.0, "mask": 0.0, "overhead": 0.0}
+    for p in passes:
+        times = {"matmul": p.flops / (hw.peak_tflops * 1e12 * eff),
+                 "exp": p.ops / (hw.alu_per_clk * hw.sms * hw.clock_ghz * 1e9),
+                 "memory": p.bytes / (hw.hbm_gbps * 1e9)}
+        limit = max(times, key=times.get)
+        parts[limit] += times[limit]
+        parts["overhead"] += hw.launch_us * 1e-6
+    return sum(parts.values()), parts

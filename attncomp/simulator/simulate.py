@@ -14,9 +14,10 @@ from ..ir.analysis import BlockLayout, analyze, group_shape
 from ..ir.arguments import block_shape, positive_int
 from ..ir.plan import Plan, plan_of
 from ..ir.program import Program
-from .costs import tile_work
+from .costs import einsum_passes, elements, key_loop, tile_work
 from .hardware import Hardware, gpu
-from .model import DEFAULT_FAMILY, FAMILIES, Family, cta_fixed, default_family, efficiency, power_window, tile_times
+from .model import (DEFAULT_FAMILY, FAMILIES, Family, chunk_cycles, chunk_prepass_seconds, cta_fixed, default_family,
+                    efficiency, passes_time, power_window, tile_times)
 from .schedule import makespan, num_splits, occupancy, split
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp8": 1, "fp32": 4, "float32": 4}
@@ -83,6 +84,18 @@ def _io_floor(layout: BlockLayout, batch: int, heads: int, kv_heads: int, head_d
         touched = touched.reshape(sb, kv_heads, sh // kv_heads).max(axis=2)
     kv_rows = np.minimum(touched * layout.block[1], layout.kv_len).sum() * (batch // sb) * (kv_heads // touched.shape[1])
     return float(kv_rows * (head_dim + value_dim) * nbytes + batch * heads * layout.q_len * (head_dim + value_dim) * nbytes)
+
+
+def _runs(layout: BlockLayout, batch: int, heads: int, packed: bool, group: int, splits: int,
+          full: np.ndarray) -> np.ndarray:
+    """Runs of full tiles per CTA, shaped like ``full`` (a split of a row with full tiles has
+    at least one)."""
+    runs = np.broadcast_to(layout.full_runs(), (batch, heads, layout.num_q_blocks)).astype(np.float64)
+    if packed:
+        runs = runs[:, ::group]
+    if splits > 1:
+        runs = split(runs, splits)
+    return np.where(full > 0, np.clip(runs, 1, None), 0.0)
 
 
 def _tile_counts(layout: BlockLayout, batch: int, heads: int, family: Family) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +202,24 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     nbytes = DTYPE_BYTES[dtype]
     eff, source = efficiency(hw, fam, dtype, head_dim, efficiency_table)
     window = power_window(efficiency_table)
+    shape = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "q_len": q_len, "kv_len": kv_len,
+             "head_dim": head_dim, "value_dim": value_dim, "dtype": dtype}
+    base_s = (_baseline_seconds(hw, base_name, tuple(shape.items()), efficiency_table)
+              if planned.program != _dense().program or base_name != fam.name or block is not None else None)
+    if not key_loop(planned.program):
+        # no (query x key) tiles: every equation is one pass, linear in the length
+        sizes = {"b": batch, "h": heads, "m": q_len, "n": kv_len, "d": head_dim, "e": value_dim, "c": head_dim}
+        passes = einsum_passes(planned.program, sizes, nbytes)
+        time_s, breakdown = passes_time(passes, hw, eff)
+        breakdown["imbalance"] = 0.0
+        io = (sum(elements(d.letters, sizes) for d in planned.program.inputs) + batch * heads * q_len * value_dim) * nbytes
+        ops = sum(p.flops for p in passes)
+        return Estimate(
+            name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=ops / time_s / 1e12,
+            executed_tflops=ops / time_s / 1e12, speedup=1.0, bound=1.0, flop_bound=1.0, tile_ratio=1.0,
+            flop_ratio=1.0, breakdown=breakdown, dense_time_s=time_s, efficiency=eff, efficiency_source=source,
+            block=(bm, bn), io_floor_s=io / (hw.hbm_gbps * 1e9), baseline=base_name, baseline_time_s=base_s,
+            speedup_vs_baseline=base_s / time_s, shape=shape | {"splits": 1, "packed_gqa": False, "passes": True})
     fp8 = dtype == "fp8"
     group = heads // kv_heads
     mask = planned.program.mask
@@ -229,22 +260,41 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         GPU runs at (:meth:`Hardware.run_seconds`); time waiting on HBM does not scale with it."""
         return memory_share * busy_s + hw.run_seconds((1 - memory_share) * busy_s, window)
 
-    def ideal(w, tiles):
-        """A lower bound on the time of any schedule of ``tiles`` tiles (each at its cheaper,
-        full-tile cost) over ``ctas`` CTAs: the busy cycles spread evenly over the slots."""
+    def ideal(w, partial_tiles, full_tiles):
+        """A lower bound on the time of any schedule of these tiles (each at its cheaper,
+        full-tile cost; a chunked kernel's full tiles at what its other terms do there) over
+        ``ctas`` CTAs: the busy cycles spread evenly over the slots."""
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
-        busy = cta_fixed(w, hw, fam, eff) * ctas + tiles * min(tt.full, tt.partial)
+        fixed, full_cost, extra_s = cta_fixed(w, hw, fam, eff), min(tt.full, tt.partial), 0.0
+        if w.chunked is not None:
+            fixed += chunk_cycles(w, hw, eff)[0]
+            full_cost = (tile_times(replace(w, tensor_flops=w.chunked.full_tensor_flops), hw, fam, eff, reuse,
+                                    fp8).full if w.chunked.visits_full else 0.0)
+            extra_s = chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
+        busy = fixed * ctas + partial_tiles * min(tt.full, tt.partial) + full_tiles * full_cost
         share = tt.parts_full.get("memory", 0.0) / tt.full
-        return seconds(busy * occ / slots / (hw.clock_ghz * 1e9), share) + hw.launch_us * 1e-6 + combine_s
+        return (seconds(busy * occ / slots / (hw.clock_ghz * 1e9), share) + hw.launch_us * 1e-6 + combine_s
+                + extra_s)
 
-    def run(w, partial, full):
+    def run(w, partial, full, runs):
         tt = tile_times(w, hw, fam, eff, reuse, fp8)
         fixed = cta_fixed(w, hw, fam, eff)
-        durations = (fixed + partial * tt.partial + full * tt.full).reshape(-1)
+        full_cost, full_parts, extra_s = tt.full, tt.parts_full, 0.0
+        if w.chunked is not None:  # linear terms: full tiles folded into prefix states
+            row, per_run = chunk_cycles(w, hw, eff)
+            fixed = fixed + row + runs * per_run
+            if w.chunked.visits_full:
+                fast = tile_times(replace(w, tensor_flops=w.chunked.full_tensor_flops), hw, fam, eff, reuse, fp8)
+                full_cost, full_parts = fast.full, fast.parts_full
+            else:
+                full_cost, full_parts = 0.0, {}
+            extra_s = chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
+        fixed = np.broadcast_to(fixed, partial.shape)
+        durations = (fixed + partial * tt.partial + full * full_cost).reshape(-1)
         span = makespan(durations * occ, slots, order or fam.order)
-        parts = {k: float((partial * tt.parts_partial.get(k, 0) + full * tt.parts_full.get(k, 0)).sum())
+        parts = {k: float((partial * tt.parts_partial.get(k, 0) + full * full_parts.get(k, 0)).sum())
                  for k in ("matmul", "exp", "memory", "mask", "overhead")}
-        parts["overhead"] += fixed * durations.size
+        parts["overhead"] += float(fixed.sum())
         nominal = span / (hw.clock_ghz * 1e9)
         total = seconds(nominal, parts["memory"] / max(sum(parts.values()), 1e-30))
         clock = total / nominal if nominal else 1.0
@@ -254,24 +304,27 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         breakdown = {k: to_s(v) for k, v in parts.items()}
         breakdown["imbalance"] = max(0.0, span - durations.sum() * occ / slots) / (hw.clock_ghz * 1e9) * clock
         breakdown["overhead"] += hw.launch_us * 1e-6 + combine_s
-        return total + hw.launch_us * 1e-6 + combine_s, breakdown
+        breakdown["memory"] += extra_s
+        return total + hw.launch_us * 1e-6 + combine_s + extra_s, breakdown
 
-    time_s, breakdown = run(work, partial, full)
-    dense_s, _ = run(dense_work, np.zeros_like(dense_full), dense_full)
+    runs = _runs(layout, batch, heads, packed, group, splits, full) if work.chunked else 0.0
+    time_s, breakdown = run(work, partial, full, runs)
+    dense_s, _ = run(dense_work, np.zeros_like(dense_full), dense_full, (dense_full > 0).astype(np.float64))
     total_tiles = float(batch * heads * layout.num_q_blocks * layout.num_kv_blocks)
     visited = float((partial + full).sum()) * (group if packed else 1)
-    bound = dense_s / ideal(work, visited / (group if packed else 1))
-    flop_bound = dense_s / ideal(work, layout.mask_density * total_tiles / (group if packed else 1))
+    bound = dense_s / ideal(work, float(partial.sum()), float(full.sum()))
+    kept = layout.mask_density * total_tiles / (group if packed else 1)
+    # kept pairs only: as partial-free tiles; a chunked kernel needs no tile for them at all
+    flop_bound = dense_s / (ideal(work, 0.0, 0.0) if work.chunked else ideal(work, 0.0, kept))
     per_pair = work.tensor_flops / (mma_rows * bn)
     useful = layout.mask_density * batch * heads * q_len * kv_len * per_pair
     executed = visited * work.tensor_flops
+    if work.chunked is not None:  # the chunked algorithm's FLOPs are the work, not the pairs'
+        c, scale = work.chunked, (group if packed else 1)
+        executed = useful = scale * (float(partial.sum()) * work.tensor_flops + float(full.sum()) * c.full_tensor_flops
+                                     + ctas * c.row_flops / splits) + batch * kv_heads * layout.num_kv_blocks * c.key_block_flops
     io_floor = _io_floor(layout, batch, heads, kv_heads, head_dim, value_dim, nbytes) / hbm
-    shape = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "q_len": q_len, "kv_len": kv_len,
-             "head_dim": head_dim, "value_dim": value_dim, "dtype": dtype}
-    if planned.program == _dense().program and base_name == fam.name and block is None:
-        base_s = dense_s
-    else:
-        base_s = _baseline_seconds(hw, base_name, tuple(shape.items()), efficiency_table)
+    base_s = dense_s if base_s is None else base_s
     return Estimate(
         name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=useful / time_s / 1e12,
         executed_tflops=executed / time_s / 1e12, speedup=dense_s / time_s, bound=bound, flop_bound=flop_bound,

@@ -213,3 +213,52 @@ def test_speedup_against_the_kernel_users_compare_with():
     assert named.summary()["speedup_vs_baseline"] == named.speedup_vs_baseline
     with pytest.raises(ac.AttncompError, match="unknown baseline kernel family 'fa9'"):
         simulate(ac.variants.causal(), "h100", baseline="fa9")
+
+
+def test_linear_attention_is_priced_chunked():
+    """Issue 23: causal linear attention was priced as causal softmax (6.83 vs 6.81 ms at 32K,
+    15.7x the time for 4x the tokens). Its kernel plan has a linear term: a chunked kernel
+    folds full tiles into prefix states, so time grows linearly; softmax stays quadratic."""
+    from attncomp.ir.lowering import lower
+    from attncomp.simulator.costs import tile_work
+
+    spec = ac.variants.causal_linear()
+    assert [t.kind for t in lower(spec).terms] == ["linear"]
+    t = {L: simulate(spec, "h100", heads=16, q_len=L) for L in (32768, 131072)}
+    assert 3.5 <= t[131072].time_s / t[32768].time_s <= 4.5
+    soft = {L: simulate(ac.variants.causal(), "h100", heads=16, q_len=L).time_s for L in (32768, 131072)}
+    assert soft[131072] / soft[32768] > 14
+    assert t[32768].time_s < soft[32768] / 5
+    # the FLOPs the chunked plan does: per key block phi(K)^T V, per query block phi(Q) S,
+    # per diagonal (partial) tile the masked quadratic form -- linear in L
+    w = tile_work(spec, 128, 128, 128)
+    blocks = 32768 // 128
+    chunk = w.chunked
+    flops = 16 * blocks * (chunk.key_block_flops + chunk.row_flops + w.tensor_flops)
+    assert flops == pytest.approx(16 * blocks * (2 * 128 * 128 * 129 * 2 + 4 * 128 * 128 * 128))
+    assert t[32768].executed_tflops * t[32768].time_s * 1e12 <= flops * 1.0001  # tiles executed: diagonal only
+
+
+def test_equivalent_spellings_cost_the_same():
+    """Issue 23: causal softmax written out as exp(S - max) / sum was priced 24x the softmax
+    spelling. The simulator costs the normal form that is lowered."""
+    causal = lambda b, h, q, k: q >= k
+    short = ac.cascade("S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d] * 0.088\nO[b,h,m,e] = softmax[n](S) * V[b,h,n,e]",
+                       mask=causal, name="short")
+    long = ac.cascade("S[b,h,m,n] = Q[b,h,m,d] * K[b,h,n,d] * 0.088\nP[b,h,m,n] = exp(S - max[n](S))\n"
+                      "O[b,h,m,e] = P * V[b,h,n,e] / sum[n](P)", mask=causal, name="long")
+    a, b = (simulate(s, "h100", heads=16, q_len=16384) for s in (short, long))
+    assert a.time_s == pytest.approx(b.time_s, rel=1e-9)
+    assert a.time_s == pytest.approx(simulate(ac.variants.causal(), "h100", heads=16, q_len=16384).time_s, rel=0.02)
+
+
+def test_a_program_without_a_key_loop_is_priced_as_passes():
+    """Efficient Attention (Shen et al., 2021): softmax over d of Q, over n of K, then
+    K^T V before Q. No equation spans (query x key): linear time, tensor-core FLOPs counted."""
+    spec = ac.cascade("Qs[b,h,m,d] = softmax[d](Q[b,h,m,d])\nKs[b,h,n,d] = softmax[n](K[b,h,n,d])\n"
+                      "G[b,h,d,e] = Ks * V[b,h,n,e]\nO[b,h,m,e] = Qs * G", name="efficient_attention")
+    t = {L: simulate(spec, "h100", heads=16, q_len=L) for L in (16384, 65536)}
+    assert 3.5 <= t[65536].time_s / t[16384].time_s <= 4.5
+    est = t[16384]
+    assert est.executed_tflops * est.time_s * 1e12 == pytest.approx(2 * 2 * 16 * 16384 * 128 * 128)
+    assert est.time_s >= est.io_floor_s and est.speedup_vs_baseline > 5

@@ -1,6 +1,6 @@
 """The Triton backend: readable flash-attention kernels generated from the IR."""
 
 from .kernel import TritonKernel
-from .plan import Plan, lower
+from ...ir.lowering import KernelPlan, lower
 
-__all__ = ["Plan", "TritonKernel", "lower"]
+__all__ = ["KernelPlan", "TritonKernel", "lower"]

@@ -1,4 +1,4 @@
-"""Generating the Triton module (kernel + launch wrapper) from a Plan.
+"""Generating the Triton module (kernel + launch wrapper) from a KernelPlan.
 
 The module is ``template.py`` with its holes filled (that file lists them): one
 flash-attention skeleton with names from Triton's fused-attention tutorial (``offs_m``,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...ir import expr as E
 from ...ir.program import Program
-from .plan import QK, Plan, X
+from ...ir.lowering import QK, KernelPlan, X
 from .syntax import HELPERS, TritonPrinter
 
 RESERVED = {"Out", "Lse", "Stats", "H", "GROUPS", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "IDX", "CONFIGS", "tuned",
@@ -58,7 +58,7 @@ def fill(skeleton: str, holes: dict[str, list[str]]) -> str:
 
 
 class _Gen:
-    def __init__(self, program: Program, plan: Plan):
+    def __init__(self, program: Program, plan: KernelPlan):
         self.program, self.plan = program, plan
         self.single = len(plan.terms) == 1
         self.names = {"m": "q_idx", "n": "kv_idx", "b": "off_b", "h": "off_h"}
@@ -274,7 +274,7 @@ class _Gen:
                 "scores": scores, "params": self.params(), "prologue": self.prologue(loop_reads | kernel_reads),
                 "init": init, "epilogue": epilogue, **self.launch()}
 
-def generate_source(program: Program, plan: Plan) -> str:
+def generate_source(program: Program, plan: KernelPlan) -> str:
     """The standalone module: template.py with the variant's docstring, constants, helpers,
     kernel pieces and launch arguments in its holes."""
     clash = (set(plan.inputs) | set(program.tensors)) & RESERVED

@@ -23,7 +23,7 @@ from ..cache import CallCache
 from ..modules import load_module
 from ..registry import Kernel, register
 from .codegen import generate_source
-from .plan import lower
+from ...ir.lowering import lower
 from .syntax import MAX_LEN
 
 

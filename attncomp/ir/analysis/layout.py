@@ -131,6 +131,16 @@ class BlockLayout:
             self._mask_density = kept / (self.groups * self.q_len * self.kv_len)
         return self._mask_density
 
+    def full_runs(self) -> np.ndarray:
+        """Per (b, h, q block), how many runs of consecutive full key blocks the row has
+        (``[batch, heads, q_blocks]`` of the groups): what a chunked linear kernel loads a
+        prefix state pair for."""
+        rows, idx = self.full.rows(), self.full.indices.astype(np.int64)
+        starts = np.ones(len(idx), dtype=bool)
+        starts[1:] = (np.diff(idx) != 1) | (np.diff(rows) != 0)
+        runs = np.bincount(rows[starts], minlength=self.groups * self.num_q_blocks)
+        return runs.reshape(self.shape + (self.num_q_blocks,))
+
     def kv_blocks_touched(self) -> np.ndarray:
         """Per group, how many distinct key blocks at least one visited tile reads: the K/V a
         kernel must load at least once (``[groups]``; FlashDecoding's floor)."""

@@ -1,5 +1,7 @@
 """Lowering a Program to a kernel plan: which attention terms share the KV loop, and the
-epilogue that combines them.
+epilogue that combines them. The one description of what a generated kernel does: the
+Triton backend generates its code from it and the simulator costs it, so a new lowering
+is costed without touching the simulator.
 
 A term is one score contraction ``S = phi_q(Q) * phi_k(K)`` (summed over the head dim)
 turned into weights over ``n`` and contracted with ``V``:
@@ -23,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...errors import UnsupportedError
-from ...ir import expr as E
-from ...ir.program import Eqn, Program
+from ..errors import UnsupportedError
+from . import expr as E
+from .program import Eqn, Program
 
 BHMN, BHMD, BHND, BHNE, BHME, BHM = ("b", "h", "m", "n"), ("b", "h", "m", "d"), ("b", "h", "n", "d"), \
     ("b", "h", "n", "e"), ("b", "h", "m", "e"), ("b", "h", "m")
@@ -52,7 +54,7 @@ class Term:
 
 
 @dataclass
-class Plan:
+class KernelPlan:
     terms: list[Term]
     v: str
     output: E.Expr                     # epilogue over acc{i}, rowsum{i}, gate{j}, params, b, h, m
@@ -294,7 +296,7 @@ def _factors(expr: E.Expr) -> list[E.Expr]:
     return [expr]
 
 
-def lower(program: Program) -> Plan:
+def lower(program: Program) -> KernelPlan:
     """The kernel plan of ``program``, or an UnsupportedError naming the blocking equation."""
     lowering = _Lowering(program)
     for eqn in program.eqns:
@@ -303,4 +305,4 @@ def lower(program: Program) -> Plan:
     output = lowering.values.get(last.name)
     if output is None or last.letters != BHME or not lowering.terms:
         raise lowering.blocked(last, "the output must be a [b,h,m,e] result of the key loop")
-    return Plan(lowering.terms, lowering.v, output, lowering.gates, program.mask)
+    return KernelPlan(lowering.terms, lowering.v, output, lowering.gates, program.mask)
