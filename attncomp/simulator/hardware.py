@@ -59,19 +59,23 @@ class Hardware:
         with ``T``). Without datasheet clocks (the CPU, MI300X) the quoted clock is kept.
 
         >>> h100 = gpu("h100")
-        >>> round(h100.run_seconds(1e-6) / 1e-6, 3), round(h100.run_seconds(1.0) / 1.0, 3)  # boost / base
+        >>> round(h100.run_seconds(1e-6) / 1e-6, 3), round(h100.run_seconds(100.0) / 100.0, 3)  # boost / base
         (0.924, 1.151)
         """
         if not (self.base_clock_ghz and self.boost_clock_ghz) or seconds <= 0:
             return seconds
         cycles = seconds * self.clock_ghz
         base, extra, tau = self.base_clock_ghz, self.boost_clock_ghz - self.base_clock_ghz, power_window_s
-        done = lambda t: t * base + extra * tau * -math.expm1(-t / tau)  # cycles (in 1e9) done by time t
-        lo, hi = cycles / self.boost_clock_ghz, cycles / base
-        for _ in range(60):  # bisection: done(t) is increasing
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if done(mid) < cycles else (lo, mid)
-        return (lo + hi) / 2
+        # Newton on g(t) = t f(t) - C, concave and increasing: from t = C / boost (left of the
+        # root) every step stays left of it and converges monotonically
+        t = cycles / self.boost_clock_ghz
+        for _ in range(20):
+            decay = math.exp(-t / tau)
+            step = (t * base + extra * tau * (1 - decay) - cycles) / (base + extra * decay)
+            t -= step
+            if abs(step) <= 1e-12 * t:
+                break
+        return t
 
     @property
     def peak_tflops(self) -> float:

@@ -32,7 +32,7 @@ def num_splits(ctas: int, kv_blocks: int, sms: int) -> int:
     the fewest splits whose wave efficiency (waves over whole waves) is within 85% of the best.
 
     >>> num_splits(8, 1024, 132), num_splits(2048, 1024, 132)
-    (15, 1)
+    (14, 1)
     """
     if ctas >= 0.8 * sms or kv_blocks <= 1:
         return 1
@@ -51,16 +51,25 @@ def split(counts: np.ndarray, splits: int) -> np.ndarray:
     return base[..., None] + (np.arange(splits) < rest[..., None])
 
 
-def makespan(durations: np.ndarray, slots: int, order: str = "launch") -> float:
-    """Completion time of CTAs with these durations (in launch order) on ``slots`` slots."""
+def makespan(durations: np.ndarray, slots: int, order: str = "launch", copies: int = 1) -> float:
+    """Completion time of CTAs with these durations (in launch order) on ``slots`` slots;
+    ``copies``: the list is launched that many times in a row (one per head, all alike)."""
     if len(durations) == 0:
         return 0.0
-    work = np.sort(durations)[::-1] if order == "longest-first" else np.asarray(durations, dtype=np.float64)
+    if order == "longest-first":
+        work = np.repeat(np.sort(durations)[::-1], copies)
+    else:
+        work = np.tile(np.asarray(durations, dtype=np.float64), copies)
     if len(work) <= slots:
         return float(work.max())
+    if work[0] == work[-1] and np.ptp(work) == 0:  # equal CTAs: whole waves (dense kernels)
+        return float(work[0] * -(-len(work) // slots))
+    # slots are interchangeable: keep their finish times sorted, and give a round's CTAs, in
+    # order, to the slots that free up first (a short last round is padded with empty CTAs)
+    rounds = np.zeros(-(-len(work) // slots) * slots)
+    rounds[: len(work)] = work
     finish = np.zeros(slots)
-    for start in range(0, len(work), slots):
-        chunk = work[start:start + slots]
-        free = np.argsort(finish, kind="stable")[: len(chunk)]
-        finish[free] += chunk
-    return float(finish.max())
+    for chunk in rounds.reshape(-1, slots):
+        finish += chunk
+        finish.sort()
+    return float(finish[-1])

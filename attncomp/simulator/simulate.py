@@ -290,9 +290,14 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
                 full_cost, full_parts = 0.0, {}
             extra_s = chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
         fixed = np.broadcast_to(fixed, partial.shape)
-        durations = (fixed + partial * tt.partial + full * full_cost).reshape(-1)
-        span = makespan(durations * occ, slots, order or fam.order)
-        parts = {k: float((partial * tt.parts_partial.get(k, 0) + full * full_parts.get(k, 0)).sum())
+        durations = fixed + partial * tt.partial + full * full_cost
+        # a layout shared by every (batch, head) gives every head the same CTAs: schedule one
+        # head's list repeated (the same schedule, without sorting all of them)
+        copies = durations.shape[0] * durations.shape[1] if layout.groups == 1 else 1
+        one = durations[0, 0].reshape(-1) if copies > 1 else durations.reshape(-1)
+        span = makespan(one * occ, slots, order or fam.order, copies=copies)
+        psum, fsum = float(partial.sum()), float(full.sum())
+        parts = {k: psum * tt.parts_partial.get(k, 0) + fsum * full_parts.get(k, 0)
                  for k in ("matmul", "exp", "memory", "mask", "overhead")}
         parts["overhead"] += float(fixed.sum())
         nominal = span / (hw.clock_ghz * 1e9)
@@ -302,7 +307,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         # less the idle tail, which is the imbalance
         to_s = lambda cycles: cycles * occ / slots / (hw.clock_ghz * 1e9) * clock
         breakdown = {k: to_s(v) for k, v in parts.items()}
-        breakdown["imbalance"] = max(0.0, span - durations.sum() * occ / slots) / (hw.clock_ghz * 1e9) * clock
+        breakdown["imbalance"] = max(0.0, span - float(durations.sum()) * occ / slots) / (hw.clock_ghz * 1e9) * clock
         breakdown["overhead"] += hw.launch_us * 1e-6 + combine_s
         breakdown["memory"] += extra_s
         return total + hw.launch_us * 1e-6 + combine_s + extra_s, breakdown

@@ -77,6 +77,7 @@ class BlockLayout:
     # default mask_mod of a BlockMask built from this layout
     mask_mod: Callable | None = field(default=None, repr=False)
     _mask_density: float | None = field(default=None, repr=False)
+    _touched: np.ndarray | None = field(default=None, repr=False)
 
     # --- geometry --------------------------------------------------------------------------
     @property
@@ -143,7 +144,12 @@ class BlockLayout:
 
     def kv_blocks_touched(self) -> np.ndarray:
         """Per group, how many distinct key blocks at least one visited tile reads: the K/V a
-        kernel must load at least once (``[groups]``; FlashDecoding's floor)."""
+        kernel must load at least once (``[groups]``; FlashDecoding's floor). Computed once."""
+        if self._touched is None:
+            self._touched = self._kv_blocks_touched()
+        return self._touched
+
+    def _kv_blocks_touched(self) -> np.ndarray:
         rows = self.num_q_blocks
         touched = np.zeros(self.groups * self.num_kv_blocks, dtype=bool)
         for csr in (self.partial, self.full):
