@@ -260,6 +260,17 @@ def _sweep(text: str | None) -> tuple[str | None, list]:
     return key.strip(), [parse_value(v.strip()) for v in values.split(",") if v.strip()]
 
 
+def _input_heads(items: list[str] | None) -> dict[str, int] | None:
+    """``--input-heads K2=2`` (repeatable) as a dict."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise AttncompError(f"--input-heads takes NAME=HEADS, got {item!r}")
+        out[name.strip()] = int(value)
+    return out or None
+
+
 def cmd_simulate(args) -> int:
     from .simulator import simulate
     from .variants.loader import load_variant
@@ -280,7 +291,8 @@ def cmd_simulate(args) -> int:
         for hw in args.hardware.split(","):
             est = simulate(loaded.program, hw, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
                            q_len=q_len, kv_len=kv_len, head_dim=args.head_dim, dtype=args.dtype, block=block,
-                           tensors=tensors, family=args.family, baseline=args.baseline)
+                           tensors=tensors, family=args.family, baseline=args.baseline,
+                           input_heads=_input_heads(args.input_heads))
             results.append((key, value, est))
     if args.json:
         print(dump_json([dict(e.summary(), sweep={k: v} if k else {}) for k, v, e in results]))
@@ -397,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--batch", type=positive, default=1)
     si.add_argument("--heads", type=positive, default=16)
     si.add_argument("--kv-heads", type=positive)
+    si.add_argument("--input-heads", action="append", metavar="NAME=HEADS",
+                    help="heads of one key-side input of a cascade (repeatable; default --kv-heads)")
     si.add_argument("--head-dim", type=positive, default=128)
     si.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
     si.add_argument("--block", type=_blocks, help="tile (default: the kernel family's)")

@@ -85,6 +85,7 @@ class TileWork:
     softmax_terms: int    # online softmaxes per tile (0 for sigmoid / linear attention)
     mask_ops: int         # ops in the mask expression, for reports
     chunked: Chunked | None = None  # linear terms, chunked (None: every term walks every tile)
+    kv_inputs: tuple = ()  # (name, bytes per tile) of each key-side input: its share of kv_bytes
 
 
 def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hoisted: bool = True) -> tuple[float, float]:
@@ -154,6 +155,7 @@ def tile_work(program: Program, bm: int, bn: int, head_dim: int, value_dim: int 
         mask_alu += bm * bn  # applying it: one select per element
         mask_nodes = sum(1 for n in E.walk(program.mask) if n.src)
     kv = q = 0.0
+    kv_inputs = []
     for decl in program.inputs:
         elems = 1.0
         for x in decl.letters:
@@ -161,10 +163,11 @@ def tile_work(program: Program, bm: int, bn: int, head_dim: int, value_dim: int 
                 elems *= sizes.get(x, 1)
         if "n" in decl.letters:
             kv += elems * bn * dtype_bytes
+            kv_inputs.append((decl.name, elems * bn * dtype_bytes))
         elif "m" in decl.letters:
             q += elems * bm * dtype_bytes
     return TileWork(tensor, sfu, alu, mask_alu, mask_sfu, kv, q, bm * value_dim * dtype_bytes, epilogue, softmaxes,
-                    mask_nodes, _chunked(program, bm, bn, head_dim, value_dim, tensor, kv))
+                    mask_nodes, _chunked(program, bm, bn, head_dim, value_dim, tensor, kv), tuple(kv_inputs))
 
 
 def _chunked(program: Program, bm: int, bn: int, head_dim: int, value_dim: int, tensor: float,

@@ -73,17 +73,36 @@ class Estimate:
         return out | {"block": list(self.block), "breakdown": self.breakdown, "shape": self.shape}
 
 
-def _io_floor(layout: BlockLayout, batch: int, heads: int, kv_heads: int, head_dim: int, value_dim: int,
-              nbytes: int) -> float:
-    """Bytes any kernel must move: every query row read and output row written once, and every
-    key block that a visited tile reads loaded once per KV head (a lower bound where the mask
-    differs per head: the most any head of the group reads)."""
+def _io_floor(layout: BlockLayout, batch: int, heads: int, kv_heads: int, key_row_bytes: float,
+              query_row_bytes: float) -> float:
+    """Bytes any kernel must move: every query row read and output row written once
+    (``query_row_bytes`` per token, all heads), and every key row that a visited tile reads
+    loaded once (``key_row_bytes`` per token over all K/V heads of all key-side inputs). Where
+    the mask differs per head, each KV head is credited with the most any of its query heads
+    reads, a lower bound on what the group reads."""
     sb, sh = layout.shape
     touched = layout.kv_blocks_touched().reshape(sb, sh).astype(np.float64)
     if sh > 1:
         touched = touched.reshape(sb, kv_heads, sh // kv_heads).max(axis=2)
-    kv_rows = np.minimum(touched * layout.block[1], layout.kv_len).sum() * (batch // sb) * (kv_heads // touched.shape[1])
-    return float(kv_rows * (head_dim + value_dim) * nbytes + batch * heads * layout.q_len * (head_dim + value_dim) * nbytes)
+    rows = np.minimum(touched * layout.block[1], layout.kv_len).mean()  # per (batch, KV head)
+    return float(batch * (rows * key_row_bytes + layout.q_len * query_row_bytes))
+
+
+def _key_heads(program: Program, heads: int, kv_heads: int, given: dict | None, name: str) -> dict[str, int]:
+    """Heads of each key-side input: ``given`` where named, else ``kv_heads``."""
+    given = dict(given or {})
+    if not all(isinstance(k, str) for k in given):
+        raise AttncompError("input_heads maps input names to head counts", variant=name)
+    key = {d.name for d in program.inputs if "n" in d.letters}
+    unknown = set(given) - key
+    if unknown:
+        raise AttncompError(f"input_heads names {sorted(unknown)}, which are not key-side inputs of {name} "
+                            f"(those are {sorted(key)})", variant=name)
+    for n, h in given.items():
+        positive_int(f"input_heads[{n!r}]", h, name)
+        if heads % h:
+            raise AttncompError(f"input_heads[{n!r}]={h} must divide heads={heads}", variant=name)
+    return {n: given.get(n, kv_heads) for n in key}
 
 
 def _runs(layout: BlockLayout, batch: int, heads: int, packed: bool, group: int, splits: int,
@@ -143,7 +162,8 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
              q_len: int = 4096, kv_len: int | None = None, head_dim: int = 128, value_dim: int | None = None,
              dtype: str = "bf16", block: tuple[int, int] | None = None, tensors: dict | None = None,
              family: str | None = None, order: str | None = None, layout: BlockLayout | None = None,
-             efficiency_table: dict | None = None, baseline: str | None = None) -> Estimate:
+             efficiency_table: dict | None = None, baseline: str | None = None,
+             input_heads: dict | None = None) -> Estimate:
     """Predict the time of ``spec`` on ``hardware`` before any kernel exists.
 
     >>> import attncomp as ac
@@ -152,6 +172,10 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     (1.98, 2.0, True)
     >>> est.speedup <= est.bound <= est.flop_bound
     True
+
+    ``input_heads`` gives key-side inputs of a cascade their own head counts (each dividing
+    ``heads``; default ``kv_heads``): Grouped Differential Attention shares its second K
+    across more query heads than its first, and loads it less.
 
     ``speedup`` is over the spec's own dense form; ``speedup_vs_baseline`` over plain dense
     softmax attention of the same shape run by ``baseline`` (a kernel family; default the
@@ -194,6 +218,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         positive_int(arg, value, name, **({"limit": MAX_HEAD_DIM} if arg in ("head_dim", "value_dim") else {}))
     if heads % kv_heads:
         raise AttncompError(f"kv_heads={kv_heads} must divide heads={heads}", variant=name)
+    key_heads = _key_heads(planned.program, heads, kv_heads, input_heads, name)
     bm, bn = block_shape(block, name) if block is not None else fam.block(head_dim)
     if layout is None:
         layout = analyze(planned, q_len, kv_len, (bm, bn), tensors=tensors, batch=batch, heads=heads)
@@ -212,7 +237,8 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         passes = einsum_passes(planned.program, sizes, nbytes)
         time_s, breakdown = passes_time(passes, hw, eff)
         breakdown["imbalance"] = 0.0
-        io = (sum(elements(d.letters, sizes) for d in planned.program.inputs) + batch * heads * q_len * value_dim) * nbytes
+        io = (sum(elements(d.letters, sizes | {"h": key_heads.get(d.name, heads)}) for d in planned.program.inputs)
+              + batch * heads * q_len * value_dim) * nbytes
         ops = sum(p.flops for p in passes)
         return Estimate(
             name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=ops / time_s / 1e12,
@@ -247,7 +273,11 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     slots = hw.sms * occ
     # concurrent CTAs that read the same K/V tile through L2: a head's query blocks, and the
     # heads of its GQA group unless they are packed into one CTA
+    def reuse_of(input_heads: int) -> float:
+        return min(slots, layout.num_q_blocks * ((kv_heads if packed else heads) // input_heads))
     reuse = min(slots, layout.num_q_blocks * (1 if packed else group))
+    if work.kv_inputs:  # inputs with fewer heads are shared by more CTAs: one L2 reuse for all
+        reuse = work.kv_bytes / sum(b / reuse_of(key_heads[n]) for n, b in work.kv_inputs)
     hbm = hw.hbm_gbps * 1e9
     # combining split results: every split's float32 rows (output and log-sum-exp) written and
     # read back once, then the output written
@@ -328,7 +358,9 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         c, scale = work.chunked, (group if packed else 1)
         executed = useful = scale * (float(partial.sum()) * work.tensor_flops + float(full.sum()) * c.full_tensor_flops
                                      + ctas * c.row_flops / splits) + batch * kv_heads * layout.num_kv_blocks * c.key_block_flops
-    io_floor = _io_floor(layout, batch, heads, kv_heads, head_dim, value_dim, nbytes) / hbm
+    key_row_bytes = sum(key_heads[n] * b / bn for n, b in work.kv_inputs)
+    query_row_bytes = (work.q_bytes / mma_rows + value_dim * nbytes) * heads
+    io_floor = _io_floor(layout, batch, heads, kv_heads, key_row_bytes, query_row_bytes) / hbm
     base_s = dense_s if base_s is None else base_s
     return Estimate(
         name=spec.name, hardware=hw.name, family=fam.name, time_s=time_s, tflops=useful / time_s / 1e12,

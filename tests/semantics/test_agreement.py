@@ -80,6 +80,22 @@ def test_gqa_maps_query_heads_to_the_same_kv_heads_everywhere():
         torch.testing.assert_close(kernel(q, k, v).double(), expected, atol=2e-5, rtol=0, msg=name)
 
 
+def test_cascade_inputs_with_their_own_head_counts_agree():
+    """Issue 23: Grouped Differential Attention shares its second (noise) K across more query
+    heads than the first. Each key-side input has its own head count on every backend that
+    lowers the cascade, against a float64 torch oracle that repeats each input's heads."""
+    gen = torch.Generator().manual_seed(3)
+    q1, q2 = (torch.randn(2, 4, 40, 16, generator=gen) for _ in range(2))
+    k1, v = torch.randn(2, 2, 40, 16, generator=gen), torch.randn(2, 4, 40, 16, generator=gen)
+    k2 = torch.randn(2, 1, 40, 16, generator=gen)
+    mask = torch_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 40, 40)
+    softmax = lambda q, k: attention64(q, k, torch.eye(40, dtype=torch.float64).expand(2, 4, 40, 40), mask)
+    expected = (softmax(q1, k1.repeat_interleave(2, 1)) - 0.8 * softmax(q2, k2.repeat_interleave(4, 1))) @ v.double()
+    for name in ("reference", "triton"):
+        out = ac.compile(ac.variants.differential(), backend=name)(q1, k1, q2, k2, v)
+        torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=0, msg=name)
+
+
 def test_inputs_that_require_grad_are_refused_not_detached():
     q, k, v = qkv()
     q.requires_grad_(True)

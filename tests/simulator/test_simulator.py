@@ -262,3 +262,20 @@ def test_a_program_without_a_key_loop_is_priced_as_passes():
     est = t[16384]
     assert est.executed_tflops * est.time_s * 1e12 == pytest.approx(2 * 2 * 16 * 16384 * 128 * 128)
     assert est.time_s >= est.io_floor_s and est.speedup_vs_baseline > 5
+
+
+def test_cascade_inputs_with_fewer_heads_load_less():
+    """Issue 23: Grouped Differential Attention's saving was invisible. A key-side input with
+    fewer heads is read once per its own head: at decode, where HBM bounds the time, the
+    floor and the prediction drop with its heads."""
+    spec = replace(ac.variants.differential(), mask=None)
+    shape = dict(heads=32, kv_heads=8, q_len=1, kv_len=131072)
+    plain = simulate(spec, "h100", **shape)
+    grouped = simulate(spec, "h100", input_heads={"K2": 2}, **shape)
+    # K1, K2 and V of 8 heads, against K2 of 2: 3 x 8 -> 2 x 8 + 2 head-loads of the key rows
+    assert grouped.io_floor_s == pytest.approx(plain.io_floor_s * 18 / 24, rel=0.01)
+    assert grouped.io_floor_s <= grouped.time_s < 0.85 * plain.time_s
+    with pytest.raises(ac.AttncompError, match="input_heads names \\['Q1'\\], which are not key-side inputs"):
+        simulate(spec, "h100", input_heads={"Q1": 2}, **shape)
+    with pytest.raises(ac.AttncompError, match="input_heads\\['K2'\\]=3 must divide heads=32"):
+        simulate(spec, "h100", input_heads={"K2": 3}, **shape)

@@ -21,7 +21,7 @@ from ...ir.program import Program
 from ...ir.lowering import QK, KernelPlan, X
 from .syntax import HELPERS, TritonPrinter
 
-RESERVED = {"Out", "Lse", "Stats", "H", "GROUPS", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "IDX", "CONFIGS", "tuned",
+RESERVED = {"Out", "Lse", "Stats", "H", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "IDX", "CONFIGS", "tuned",
             "tl", "triton", "torch", "functools"}
 HOLE = re.compile(r"^( *)# <<(\w+)>>")
 INDEX_NAMES = ("q_idx", "off_b", "off_h", "sm_scale", "qk_scale")  # kernel values the loop's expressions may read
@@ -97,9 +97,18 @@ class _Gen:
     def letters(self, name: str) -> tuple[str, ...]:
         return self.program.input(name).letters
 
-    def pointer(self, name: str) -> str:
-        """An input's pointer with its strides, as parameters."""
-        return ", ".join([name] + [f"stride_{name}_{x}" for x in self.letters(name)]) + ","
+    def pointer(self, name: str, loop: bool = False) -> str:
+        """An input's pointer with its strides, as parameters. The kernel gives a key-side input
+        its head group (query heads per head of its own: grouped-query attention, per input) and
+        offsets the pointer to that head, so the loop function takes it without a head stride."""
+        if loop:
+            return ", ".join([name] + [f"stride_{name}_{x}" for x in self.letters(name) if x != "h"]) + ","
+        group = [f"GROUPS_{name}"] if name in self.key_side() else []
+        return ", ".join([name] + [f"stride_{name}_{x}" for x in self.letters(name)] + group) + ","
+
+    def key_side(self) -> list[str]:
+        """The plan's per-head inputs over the key index: loaded per K/V head, which may be fewer."""
+        return [n for n in self.plan.inputs if {"n", "h"} <= set(self.letters(n))]
 
     def tensor_params(self, tensors: dict[str, set[int]] | None = None) -> list[str]:
         """Runtime tensors as parameters: pointer, strides and sizes (all of them, or those in
@@ -132,7 +141,7 @@ class _Gen:
     def load_k(self, i: int) -> list[str]:
         t = self.plan.terms[i]
         name, k = t.scores.k, self.n("k", i)
-        lines = [f"{k} = tl.load({name} + b64 * stride_{name}_b + hk64 * stride_{name}_h"
+        lines = [f"{k} = tl.load({name} + b64 * stride_{name}_b"
                  f" + n64[None, :] * stride_{name}_n + offs_d[:, None] * stride_{name}_d,",
                  "            mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)"]
         if t.scores.phi_k is not None or t.kind == "linear":
@@ -143,7 +152,7 @@ class _Gen:
     def scores(self) -> list[str]:
         """The V tile, then per term: its K tile, scores, weights and state update."""
         v = self.plan.v
-        lines = [f"v = tl.load({v} + b64 * stride_{v}_b + hk64 * stride_{v}_h"
+        lines = [f"v = tl.load({v} + b64 * stride_{v}_b"
                  f" + n64[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
                  "            mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)"]
         for i, t in enumerate(self.plan.terms):
@@ -180,7 +189,7 @@ class _Gen:
         """The loop function's variant-specific parameters (and its calls' arguments)."""
         keys = list(dict.fromkeys(t.scores.k for t in self.plan.terms)) + [self.plan.v]
         lines = [", ".join(self.n("q", i) for i in range(len(self.plan.terms))) + ","]
-        lines += [self.pointer(name) for name in keys] + self.tensor_params(tensors)
+        lines += [self.pointer(name, loop=True) for name in keys] + self.tensor_params(tensors)
         index = [x for x in INDEX_NAMES if x in reads]
         return lines + ([", ".join(index) + ","] if index else [])
 
@@ -241,7 +250,9 @@ class _Gen:
         return lines
 
     def prologue(self, reads: set[str]) -> list[str]:
-        return [*(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
+        heads = [f"{n} += (off_h // GROUPS_{n}).to(tl.int64) * stride_{n}_h  # its head (GQA: shared by a group)"
+                 for n in self.key_side()]
+        return [*heads, *(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
                 *(["q_idx = offs_m[:, None]"] if "q_idx" in reads else []),
                 *(["qk_scale = sm_scale * LOG2E"] if "qk_scale" in reads else [])]
 
@@ -257,7 +268,8 @@ class _Gen:
                   for t in self.tensors]
         lines.append(f"gate_dim = {plan.gates[0][0]}.shape[2]" if plan.gates else
                      "gate_dim = 16  # no gates: GATE_DIM and BLOCK_C are unused")
-        args = [" ".join(f"{n}, *{n}.stride()," for n in inputs)]
+        args = [" ".join(f"{n}, *{n}.stride()," + (f" H // {n}.shape[1]," if n in self.key_side() else "")
+                         for n in inputs)]
         args += [f"{t.name}_, *{t.name}_.stride(), *{t.name}_.shape," for t in self.tensors]
         return {"launch_params": [", ".join(inputs + [t.name for t in self.tensors]) + ","],
                 "launch_inputs": lines, "launch_args": args}

@@ -64,7 +64,7 @@ def _attn_fwd_inner(
     n_tiles, n_mask,  # tiles visited and mask evaluations, counted when COUNT
     # <<reads>>
     IDX, lo, hi,  # the key blocks IDX[lo:hi] of this row
-    b64, hk64, offs_n, offs_d, offs_e, kv_len,
+    b64, offs_n, offs_d, offs_e, kv_len,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_N: tl.constexpr, COUNT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, IS_FULL: tl.constexpr,
 ):
@@ -92,7 +92,7 @@ def attncomp_fwd(
     Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
-    q_len, kv_len, H, GROUPS, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
     # <<params>>
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -102,10 +102,9 @@ def attncomp_fwd(
     off_bh = tl.program_id(1)
     off_b = off_bh // H
     off_h = off_bh % H
-    off_hk = off_h // GROUPS  # grouped-query attention: the K/V head
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     # element offsets in 64 bits: b * stride_b + m * stride_m passes 2**31 at 1M tokens
-    b64, h64, hk64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), off_hk.to(tl.int64), offs_m.to(tl.int64)
+    b64, h64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), offs_m.to(tl.int64)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_e = tl.arange(0, BLOCK_DV)
@@ -126,7 +125,7 @@ def attncomp_fwd(
         n_partial, n_mask,
         # <<reads>>
         P_IDX, tl.load(P_OFF + row), tl.load(P_OFF + row + 1),
-        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        b64, offs_n, offs_d, offs_e, kv_len,
         HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=False,
     )
     # full blocks: score mod only
@@ -138,7 +137,7 @@ def attncomp_fwd(
         n_full, n_mask,
         # <<reads>>
         F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
-        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        b64, offs_n, offs_d, offs_e, kv_len,
         HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
     )
     # <<epilogue>> ends with out = the output tile
@@ -181,7 +180,7 @@ def attention(
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
     tuned(block_m, block_n, not interpreted)[grid](
         out, lse, stats, *out.stride(), *blocks,
-        M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,
+        M, N, H, layout_shape[0], layout_shape[1], grid[0], scale,
         # <<launch_args>>
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
         STORE_LSE=store_lse, COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",

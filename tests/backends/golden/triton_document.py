@@ -46,12 +46,12 @@ def _attn_fwd_inner(
     acc, l_i, m_i,
     n_tiles, n_mask,  # tiles visited and mask evaluations, counted when COUNT
     q,
-    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
-    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+    K, stride_K_b, stride_K_n, stride_K_d,
+    V, stride_V_b, stride_V_n, stride_V_e,
     doc_ptr, doc_s0, doc_s1, doc_n1,
     q_idx, off_b, qk_scale,
     IDX, lo, hi,  # the key blocks IDX[lo:hi] of this row
-    b64, hk64, offs_n, offs_d, offs_e, kv_len,
+    b64, offs_n, offs_d, offs_e, kv_len,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_N: tl.constexpr, COUNT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, IS_FULL: tl.constexpr,
 ):
@@ -65,9 +65,9 @@ def _attn_fwd_inner(
             keep = col_ok & ((tl.load(doc_ptr + (off_b) * doc_s0 + (q_idx) * doc_s1, mask=(q_idx >= 0) & (q_idx < doc_n1), other=0) == tl.load(doc_ptr + (off_b) * doc_s0 + (kv_idx) * doc_s1, mask=(kv_idx >= 0) & (kv_idx < doc_n1), other=0)) & (q_idx >= kv_idx))
             if COUNT:
                 n_mask += 1
-        v = tl.load(V + b64 * stride_V_b + hk64 * stride_V_h + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
+        v = tl.load(V + b64 * stride_V_b + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
                     mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
-        k = tl.load(K + b64 * stride_K_b + hk64 * stride_K_h + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
+        k = tl.load(K + b64 * stride_K_b + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
                     mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)
         s = tl.where(keep, qk * qk_scale, float("-inf"))  # base-2 logits
@@ -91,10 +91,10 @@ def attncomp_fwd(
     Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
-    q_len, kv_len, H, GROUPS, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
     Q, stride_Q_b, stride_Q_h, stride_Q_m, stride_Q_d,
-    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
-    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d, GROUPS_K,
+    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e, GROUPS_V,
     doc_ptr, doc_s0, doc_s1, doc_n0, doc_n1,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -104,14 +104,15 @@ def attncomp_fwd(
     off_bh = tl.program_id(1)
     off_b = off_bh // H
     off_h = off_bh % H
-    off_hk = off_h // GROUPS  # grouped-query attention: the K/V head
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     # element offsets in 64 bits: b * stride_b + m * stride_m passes 2**31 at 1M tokens
-    b64, h64, hk64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), off_hk.to(tl.int64), offs_m.to(tl.int64)
+    b64, h64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), offs_m.to(tl.int64)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_e = tl.arange(0, BLOCK_DV)
     row_ok = offs_m < q_len
+    K += (off_h // GROUPS_K).to(tl.int64) * stride_K_h  # its head (GQA: shared by a group)
+    V += (off_h // GROUPS_V).to(tl.int64) * stride_V_h  # its head (GQA: shared by a group)
     q_idx = offs_m[:, None]
     qk_scale = sm_scale * LOG2E
     q = tl.load(Q + b64 * stride_Q_b + h64 * stride_Q_h + m64[:, None] * stride_Q_m + offs_d[None, :] * stride_Q_d,
@@ -132,12 +133,12 @@ def attncomp_fwd(
         acc, l_i, m_i,
         n_partial, n_mask,
         q,
-        K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
-        V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+        K, stride_K_b, stride_K_n, stride_K_d,
+        V, stride_V_b, stride_V_n, stride_V_e,
         doc_ptr, doc_s0, doc_s1, doc_n1,
         q_idx, off_b, qk_scale,
         P_IDX, tl.load(P_OFF + row), tl.load(P_OFF + row + 1),
-        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        b64, offs_n, offs_d, offs_e, kv_len,
         HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=False,
     )
     # full blocks: score mod only
@@ -148,12 +149,12 @@ def attncomp_fwd(
         acc, l_i, m_i,
         n_full, n_mask,
         q,
-        K, stride_K_b, stride_K_h, stride_K_n, stride_K_d,
-        V, stride_V_b, stride_V_h, stride_V_n, stride_V_e,
+        K, stride_K_b, stride_K_n, stride_K_d,
+        V, stride_V_b, stride_V_n, stride_V_e,
         doc_ptr, doc_s0, doc_s1, doc_n1,
         q_idx, off_b, qk_scale,
         F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
-        b64, hk64, offs_n, offs_d, offs_e, kv_len,
+        b64, offs_n, offs_d, offs_e, kv_len,
         HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
     )
     acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # empty rows give 0
@@ -205,8 +206,8 @@ def attention(
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
     tuned(block_m, block_n, not interpreted)[grid](
         out, lse, stats, *out.stride(), *blocks,
-        M, N, H, H // k.shape[1], layout_shape[0], layout_shape[1], grid[0], scale,
-        Q, *Q.stride(), K, *K.stride(), V, *V.stride(),
+        M, N, H, layout_shape[0], layout_shape[1], grid[0], scale,
+        Q, *Q.stride(), K, *K.stride(), H // K.shape[1], V, *V.stride(), H // V.shape[1],
         doc_, *doc_.stride(), *doc_.shape,
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
         STORE_LSE=store_lse, COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
