@@ -43,7 +43,10 @@ class Hardware:
     generation: str             # "ampere" | "hopper" | "blackwell" | "cdna3" | "cpu"
     launch_us: float = 4.0      # kernel launch and teardown, a typical measured floor
     source: str = ""
-    partial_tile_factor: float | None = None  # measured cost of a partial tile over a full one (CPU)
+    partial_tile_factor: float | None = None  # measured partial over full tile cost (CPU; reported, not used:
+    #                                           the mask's own ops price a partial tile, and match it)
+    streaming_factor: float | None = None  # measured cost of a tile whose row's K/V sweep misses the cache (CPU)
+    cache_kb: float | None = None          # the cache a row's K/V sweep must fit in for the cheaper tiles (CPU L2)
     base_clock_ghz: float | None = None   # datasheet base clock: what the GPU sustains at its power limit
     boost_clock_ghz: float | None = None  # datasheet maximum boost clock: what a short run gets
     tdp_w: float | None = None            # board power limit (W), for reports
@@ -184,15 +187,37 @@ def measure_cpu(threads: int | None = None) -> Hardware:
     bandwidth = 2 * big.numel() * 4 / best(lambda: big.clone(), repeat=3)
     clock = 1.0  # rates are per "clock" of 1 ns: per-thread throughputs in units per ns
     per = lambda rate: rate / threads / 1e9 / clock
+    partial, streaming = tile_factors()
     return Hardware(f"cpu-{threads}t", threads, clock, per(flops), None, per(exps), per(alu), bandwidth / 1e9, 32,
-                    2048, "cpu", launch_us=20.0, partial_tile_factor=partial_tile_factor(),
+                    2048, "cpu", launch_us=20.0, partial_tile_factor=partial, streaming_factor=streaming,
+                    cache_kb=cache_bytes() / 1024,
                     source=f"measured on this machine ({threads} threads, torch {torch.__version__})")
 
 
-def partial_tile_factor(length: int = 2048, block: int = 128) -> float:
-    """How much more a partial tile costs than a full one in compiled FlexAttention on this
-    CPU: a block-diagonal mask of 64-token blocks makes every visited 128 x 128 tile
-    partial; compared with the same kernel over all-full tiles."""
+def cache_bytes() -> int:
+    """The per-core L2 cache of this CPU (Linux sysfs), 1 MiB where it cannot be read."""
+    path = "/sys/devices/system/cpu/cpu0/cache/index2/size"
+    try:
+        with open(path) as fh:
+            text = fh.read().strip().upper()
+        return int(text[:-1]) * {"K": 1024, "M": 1024 ** 2}[text[-1]] if text[-1] in "KM" else int(text)
+    except (OSError, ValueError, KeyError, IndexError):
+        return 1 << 20
+
+
+def tile_factors(length: int = 16384, block: int = 128, band: int = 8) -> tuple[float, float]:
+    """Two per-tile costs of compiled FlexAttention on this CPU, measured on runs that differ in
+    one thing each (per-row overheads amortized over ``band`` tiles per row):
+
+    - partial over full: the same block-diagonal rows of ``band`` tiles, once as full tiles and
+      once with a mask that makes every one of them partial;
+    - streaming over cached: all-full rows of ``length / block`` tiles, whose K/V sweep
+      (``length x d x 8`` bytes per head) is larger than the L2 cache, against the band's rows,
+      whose sweep fits: per tile, the cost of reading K/V from further out.
+
+    (An earlier version compared one partial tile per row with whole full rows, and so charged
+    each partial tile the row's fixed cost: 2-4x where the tiles differ by ~1.3x.)
+    """
     import torch
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
@@ -200,24 +225,29 @@ def partial_tile_factor(length: int = 2048, block: int = 128) -> float:
     q, k, v = (torch.randn(1, 2, length, 64) for _ in range(3))
     nq = length // block
     rows = torch.arange(nq, dtype=torch.int32)
+    band_idx = ((rows // band) * band)[:, None] + torch.arange(band, dtype=torch.int32)
+    band_idx = torch.cat([band_idx, torch.zeros(nq, nq - band, dtype=torch.int32)], 1).reshape(1, 1, nq, nq)
+    none, some, every = (torch.full((1, 1, nq), n, dtype=torch.int32) for n in (0, band, nq))
+    all_idx = torch.arange(nq, dtype=torch.int32).expand(1, 1, nq, nq).contiguous()
 
-    def mask_mod(b, h, q_idx, kv_idx):
-        return q_idx // 64 == kv_idx // 64
-    one = torch.ones(1, 1, nq, dtype=torch.int32)
-    idx = rows.reshape(1, 1, nq, 1).expand(1, 1, nq, nq).contiguous()
-    diagonal = BlockMask.from_kv_blocks(one, idx, 0 * one, torch.zeros_like(idx), BLOCK_SIZE=block, mask_mod=mask_mod)
-    full_idx = torch.arange(nq, dtype=torch.int32).expand(1, 1, nq, nq).contiguous()
-    full = BlockMask.from_kv_blocks(0 * one, full_idx.clone(), one * nq, full_idx, BLOCK_SIZE=block)  # distinct buffers
+    def checkerboard(b, h, q_idx, kv_idx):
+        return (q_idx + kv_idx) % 2 == 0
+    # distinct buffers for partial and full lists (BlockMask aliases nothing)
+    full = BlockMask.from_kv_blocks(none, band_idx.clone(), some, band_idx.clone(), BLOCK_SIZE=block)
+    partial = BlockMask.from_kv_blocks(some, band_idx.clone(), none, band_idx.clone(), BLOCK_SIZE=block,
+                                       mask_mod=checkerboard)
+    dense = BlockMask.from_kv_blocks(none, all_idx.clone(), every, all_idx.clone(), BLOCK_SIZE=block)
 
-    def best(bm) -> float:
+    def per_tile(bm, tiles) -> float:
         attend(q, k, v, block_mask=bm)
         times = []
-        for _ in range(5):
+        for _ in range(3):
             start = time.perf_counter()
             attend(q, k, v, block_mask=bm)
             times.append(time.perf_counter() - start)
-        return min(times)
-    return max(1.0, best(diagonal) / best(full) * nq)
+        return min(times) / tiles
+    banded = per_tile(full, nq * band)
+    return max(1.0, per_tile(partial, nq * band) / banded), max(1.0, per_tile(dense, nq * nq) / banded)
 
 
 def this_cpu(threads: int | None = None, refresh: bool = False) -> Hardware:
@@ -229,7 +259,7 @@ def this_cpu(threads: int | None = None, refresh: bool = False) -> Hardware:
     if os.path.exists(CACHE) and not refresh:
         with open(CACHE) as fh:
             cache = json.load(fh)
-    key = str(threads)
+    key = f"{threads} threads, model 2"  # model 2: the tile factors measured apart (issue 23)
     if key not in cache:
         cache[key] = asdict(measure_cpu(threads))
         os.makedirs(os.path.dirname(CACHE), exist_ok=True)

@@ -178,8 +178,6 @@ def tile_times(work: TileWork, hw: Hardware, family: Family, eff: float, reuse: 
 
     full, pf = one(t_other, family.overlap)
     partial, pp = one(t_other + t_mask, min(family.overlap, family.masked_overlap))
-    if hw.partial_tile_factor:  # measured on this machine (CPU): a partial tile's cost over a full one
-        partial = max(partial, full * hw.partial_tile_factor)
     extra = partial - full
     pp = dict(pf, mask=extra)
     return TileTimes(full, partial, pf, pp)

@@ -320,6 +320,11 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
                 full_cost, full_parts = 0.0, {}
             extra_s = chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
         fixed = np.broadcast_to(fixed, partial.shape)
+        if hw.streaming_factor and hw.cache_kb:
+            # a CTA whose K/V sweep outgrows the cache pays the measured streaming cost per tile
+            sweep = (partial + full) * w.kv_bytes
+            stream = np.where(sweep > hw.cache_kb * 1024, hw.streaming_factor, 1.0)
+            partial, full = partial * stream, full * stream
         durations = fixed + partial * tt.partial + full * full_cost
         # a layout shared by every (batch, head) gives every head the same CTAs: schedule one
         # head's list repeated (the same schedule, without sorting all of them)

@@ -279,3 +279,19 @@ def test_cascade_inputs_with_fewer_heads_load_less():
         simulate(spec, "h100", input_heads={"Q1": 2}, **shape)
     with pytest.raises(ac.AttncompError, match="input_heads\\['K2'\\]=3 must divide heads=32"):
         simulate(spec, "h100", input_heads={"K2": 3}, **shape)
+
+
+def test_a_cpu_row_whose_kv_sweep_outgrows_the_cache_pays_the_measured_streaming_cost():
+    """The CPU model's two measured tile factors: none for partial tiles (the mask's own ops
+    price them), and a per-tile streaming cost for rows whose K/V sweep misses the cache."""
+    cpu = replace(gpu("h100"), name="cpu-test", generation="cpu", sms=2, clock_ghz=1.0, tensor_flops_per_clk=80.0,
+                  exp_per_clk=0.7, alu_per_clk=5.0, hbm_gbps=5.0, smem_kb=2048, base_clock_ghz=None,
+                  boost_clock_ghz=None, partial_tile_factor=1.3, streaming_factor=1.0, cache_kb=1024)
+    window = ac.variants.sliding_window(1024)
+    shape = dict(heads=2, q_len=16384, head_dim=64, dtype="fp32", block=(128, 128), family="cpu-flex")
+    flat = simulate(window, cpu, **shape)
+    streaming = simulate(window, replace(cpu, streaming_factor=1.5), **shape)
+    # dense rows sweep 128 tiles of 64 KiB (streaming), the window's rows ~10 (cached)
+    assert streaming.dense_time_s == pytest.approx(1.5 * flat.dense_time_s, rel=0.1)
+    assert streaming.time_s == pytest.approx(flat.time_s, rel=1e-9)
+    assert streaming.speedup > 1.3 * flat.speedup
