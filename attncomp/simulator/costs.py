@@ -26,6 +26,7 @@ Attention's ``phi(Q) (phi(K)^T V)``) is costed as the passes the reference backe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import UnsupportedError
@@ -218,6 +219,7 @@ def einsum_passes(program: Program, sizes: dict, dtype_bytes: int = 2) -> list[P
     [256.0, 256.0]
     """
     size = lambda letters: elements(letters, sizes)
+    inputs = {d.name for d in program.inputs}
     shapes = {d.name: d.letters for d in program.inputs} | {e.name: e.letters for e in program.eqns}
     out = []
     for eqn in program.eqns:
@@ -229,15 +231,11 @@ def einsum_passes(program: Program, sizes: dict, dtype_bytes: int = 2) -> list[P
         if contraction:
             flops, ops = 2.0 * space, max(0.0, ops - space)  # the product's multiply-adds run on tensor cores
         reads = {n.arg for n in E.walk(eqn.rhs) if n.op == Op.REF and n.arg in shapes}
-        read = sum(size(shapes[name]) * (dtype_bytes if name in {d.name for d in program.inputs} else 4)
-                   for name in reads)
+        read = sum(size(shapes[name]) * (dtype_bytes if name in inputs else 4) for name in reads)
         out.append(Pass(eqn.name, flops, ops, read + size(eqn.letters) * 4))
     return out
 
 
 def elements(letters, sizes: dict) -> float:
     """Elements of a tensor over ``letters`` (a letter without a size counts 1)."""
-    out = 1.0
-    for x in letters:
-        out *= sizes.get(x, 1)
-    return out
+    return float(math.prod(sizes.get(x, 1) for x in letters))

@@ -273,17 +273,27 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     slots = hw.sms * occ
     # concurrent CTAs that read the same K/V tile through L2: a head's query blocks, and the
     # heads of its GQA group unless they are packed into one CTA
+    # (an input with fewer heads is shared by more CTAs; one L2 reuse for all inputs, by bytes)
     def reuse_of(input_heads: int) -> float:
         return min(slots, layout.num_q_blocks * ((kv_heads if packed else heads) // input_heads))
-    reuse = min(slots, layout.num_q_blocks * (1 if packed else group))
-    if work.kv_inputs:  # inputs with fewer heads are shared by more CTAs: one L2 reuse for all
-        reuse = work.kv_bytes / sum(b / reuse_of(key_heads[n]) for n, b in work.kv_inputs)
+    reuse = (work.kv_bytes / sum(b / reuse_of(key_heads[n]) for n, b in work.kv_inputs) if work.kv_inputs
+             else reuse_of(kv_heads))
     hbm = hw.hbm_gbps * 1e9
     # combining split results: every split's float32 rows (output and log-sum-exp) written and
     # read back once, then the output written
     combine_s = 0.0 if splits == 1 else (
         (2 * ctas * rows * (value_dim + 1) * 4 + batch * heads * q_len * value_dim * nbytes) / hbm
         + hw.launch_us * 1e-6)
+
+    def chunked_full(w) -> tuple[float, dict, float]:
+        """A chunked kernel's full tile (what its other terms still do there, or nothing: it is
+        not visited) and its first pass over the key blocks, in seconds."""
+        if w.chunked.visits_full:
+            fast = tile_times(replace(w, tensor_flops=w.chunked.full_tensor_flops), hw, fam, eff, reuse, fp8)
+            cost, parts = fast.full, fast.parts_full
+        else:
+            cost, parts = 0.0, {}
+        return cost, parts, chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
 
     def seconds(busy_s: float, memory_share: float) -> float:
         """Wall time of ``busy_s`` at the quoted clock: the compute share under the clock the
@@ -298,9 +308,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         fixed, full_cost, extra_s = cta_fixed(w, hw, fam, eff), min(tt.full, tt.partial), 0.0
         if w.chunked is not None:
             fixed += chunk_cycles(w, hw, eff)[0]
-            full_cost = (tile_times(replace(w, tensor_flops=w.chunked.full_tensor_flops), hw, fam, eff, reuse,
-                                    fp8).full if w.chunked.visits_full else 0.0)
-            extra_s = chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
+            full_cost, _, extra_s = chunked_full(w)
         busy = fixed * ctas + partial_tiles * min(tt.full, tt.partial) + full_tiles * full_cost
         share = tt.parts_full.get("memory", 0.0) / tt.full
         return (seconds(busy * occ / slots / (hw.clock_ghz * 1e9), share) + hw.launch_us * 1e-6 + combine_s
@@ -313,12 +321,7 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         if w.chunked is not None:  # linear terms: full tiles folded into prefix states
             row, per_run = chunk_cycles(w, hw, eff)
             fixed = fixed + row + runs * per_run
-            if w.chunked.visits_full:
-                fast = tile_times(replace(w, tensor_flops=w.chunked.full_tensor_flops), hw, fam, eff, reuse, fp8)
-                full_cost, full_parts = fast.full, fast.parts_full
-            else:
-                full_cost, full_parts = 0.0, {}
-            extra_s = chunk_prepass_seconds(w, batch * kv_heads * layout.num_kv_blocks, hw, eff)
+            full_cost, full_parts, extra_s = chunked_full(w)
         fixed = np.broadcast_to(fixed, partial.shape)
         if hw.streaming_factor and hw.cache_kb:
             # a CTA whose K/V sweep outgrows the cache pays the measured streaming cost per tile
