@@ -172,7 +172,7 @@ def cmd_show(args) -> int:
         layout = analyze(program, q_len, kv_len, block, tensors=tensors, batch=batch, heads=heads)
         b, h = min(args.batch_index, layout.shape[0] - 1), min(args.head, layout.shape[1] - 1)
         print(f"mask at {where}, drawn from the exact tile analysis ({block[0]}x{block[1]} tiles); "
-              f"mask density over all {layout.shape[0]}x{layout.shape[1]} groups: {100.0 * layout.mask_density:.1f}%")
+              f"mask density over all {layout.shape[0]}x{layout.shape[1]} groups: {layout.mask_density_text(percent=True)}")
         print(layout.show(b=b, h=h))
         return 0
     grid = dense_mask(program.mask, q_len, kv_len, tensors, batch=batch, heads=heads,
@@ -220,7 +220,7 @@ def cmd_analyze(args) -> int:
     print(f"tiles: {c['partial']} partial, {c['full']} full, {c['empty']} empty of {total} "
           f"({100.0 * (c['partial'] + c['full']) / total:.2f}% visited)")
     print(f"density (visited tile area): {summary['density']:.4f}   mask density (kept pairs): "
-          f"{summary['mask_density']:.4f}")
+          f"{layout.mask_density_text()}")
     print(f"ratios: {summary['tile_bound']:.2f}x all / visited tiles, {1 / max(summary['mask_density'], 1e-300):.2f}x "
           "all / kept pairs (speedup bounds need a GPU model: attncomp simulate)")
     st = layout.stats

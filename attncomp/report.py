@@ -108,7 +108,7 @@ class Report:
                  f"kv_len {s['kv_len']}, head_dim {s['head_dim']}, {s['dtype']})", "",
                  f"analysis ({1000 * lay.analysis_time_s:.1f} ms, exact): {c['partial']} partial + {c['full']} full "
                  f"tiles visited, {c['empty']} empty skipped, block {lay.block[0]}x{lay.block[1]}",
-                 f"  visited tile area {100 * lay.density:.2f}%, mask keeps {100 * lay.mask_density:.2f}% of pairs: "
+                 f"  visited tile area {100 * lay.density:.2f}%, mask keeps {lay.mask_density_text(percent=True)} of pairs: "
                  f"ratios {lay.tile_bound:.2f}x (all tiles / visited), {1 / max(lay.mask_density, 1e-300):.2f}x "
                  f"(all pairs / kept)", ""]
         lines.append("predicted on GPU models (speedup over the spec's dense form of the same shape, and over plain "
@@ -117,7 +117,9 @@ class Report:
             parts = ", ".join(f"{p} {100 * e.breakdown[p] / e.time_s:.0f}%" for p in PARTS
                               if e.breakdown[p] / e.time_s >= 0.005)
             lines.append(f"  {e.hardware:<10} {e.family:<5} {1e3 * e.time_s:9.3f} ms  {e.tflops:6.0f} TFLOP/s useful  "
-                         f"speedup {e.speedup:5.2f}x, {e.speedup_vs_baseline:5.2f}x vs {e.baseline}  ({parts})")
+                         f"speedup {e.speedup:5.2f}x, {e.speedup_vs_baseline:5.2f}x vs {e.baseline}  ({parts})"
+                         + ("" if e.mask_density_exact else
+                            f"  [useful TFLOP/s {e.tflops_range[0]:.0f}-{e.tflops_range[1]:.0f}: mask density estimated]"))
         lines += ["", "numerics on this machine (small problem, float64 reference):"]
         lines += [f"  {c.backend:<9} {'PASS' if c.ok else 'FAIL' if c.source else 'n/a '}  {c.detail}" for c in self.checks]
         return "\n".join(lines)
@@ -153,7 +155,7 @@ pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}}.ok{{color:#
 <h2>Block layout</h2>
 <p>{c['partial']} partial and {c['full']} full tiles visited, {c['empty']} empty tiles skipped
 (block {self.layout.block[0]}x{self.layout.block[1]}); visited area {100 * self.layout.density:.2f}%,
-mask density {100 * self.layout.mask_density:.2f}%. Exact analysis in {1000 * self.layout.analysis_time_s:.1f} ms.</p>
+mask density {esc(self.layout.mask_density_text(percent=True))}. Exact analysis in {1000 * self.layout.analysis_time_s:.1f} ms.</p>
 <img id="layout" alt="tile picture: blue full, amber partial, white empty" src="data:image/png;base64,{picture}">
 <h2>Predicted time on GPU models</h2>
 <table id="estimates"><tr><th>hardware</th><th>kernel family</th><th>time</th><th>useful TFLOP/s</th>

@@ -1,4 +1,4 @@
-"""A FlexAttention ``BlockMask`` from a ``BlockLayout``'s compressed rows.
+"""A FlexAttention ``BlockMask`` from a ``BlockLayout``'s per-row runs.
 
 ``create_block_mask`` evaluates the mask at every (q, kv) pair; the analysis already
 knows each row's partial and full key blocks, so the BlockMask is copied from those rows
@@ -44,20 +44,18 @@ def _flex_csr(layout: BlockLayout) -> tuple[CSR, CSR]:
     """create_block_mask pads the mask with False to whole blocks, so a tile cut by the
     end of the sequence is never full there; demote such tiles to partial to match."""
     bm, bn = layout.block
+    lists = layout.partial.csr(), layout.full.csr()
     if layout.q_len % bm == 0 and layout.kv_len % bn == 0:
-        return layout.partial, layout.full
+        return lists
     nq, nk = layout.num_q_blocks, layout.num_kv_blocks
-    rows = layout.full.rows()
+    (partial, full), rows = lists, lists[1].rows()
     cut = ((rows % nq == nq - 1) & (layout.q_len % bm != 0)) | \
-          ((layout.full.indices == nk - 1) & (layout.kv_len % bn != 0))
-    prow = layout.partial.rows()
+          ((full.indices == nk - 1) & (layout.kv_len % bn != 0))
     n = layout.groups * nq
-    partial = CSR.build(n, np.concatenate([prow, rows[cut]]),
-                        np.concatenate([layout.partial.indices, layout.full.indices[cut]]).astype(np.int64),
-                        np.concatenate([layout.partial.indices, layout.full.indices[cut]]).astype(np.int64) + 1)
-    full = CSR.build(n, rows[~cut], layout.full.indices[~cut].astype(np.int64),
-                     layout.full.indices[~cut].astype(np.int64) + 1)
-    return partial, full
+    moved = np.concatenate([partial.indices, full.indices[cut]]).astype(np.int64)
+    partial = CSR.build(n, np.concatenate([partial.rows(), rows[cut]]), moved, moved + 1)
+    kept = full.indices[~cut].astype(np.int64)
+    return partial, CSR.build(n, rows[~cut], kept, kept + 1)
 
 
 def _padded(layout: BlockLayout, csr: CSR, width: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,12 @@ class Estimate:
     value block a visited tile needs (once per KV head) and write the output at full HBM
     bandwidth; ``time_s >= io_floor_s``. Decode shapes approach it: the queries of a GQA group
     share a CTA (``shape["packed_gqa"]``) and the key range is split over the SMs
-    (``shape["splits"]``, FlashDecoding)."""
+    (``shape["splits"]``, FlashDecoding).
+
+    Time follows the exact tile classes. Where the layout's mask density is a sampled
+    estimate (``mask_density_exact`` False), what depends on it — ``tflops``,
+    ``flop_bound``, ``flop_ratio`` — carries its 95% interval: ``mask_density_ci``,
+    ``tflops_range`` and ``flop_bound_range``."""
 
     name: str
     hardware: str
@@ -63,14 +68,20 @@ class Estimate:
     baseline_time_s: float = 0.0
     speedup_vs_baseline: float = 1.0
     shape: dict = field(default_factory=dict)
+    mask_density: float = 1.0
+    mask_density_ci: tuple[float, float] = (1.0, 1.0)
+    mask_density_exact: bool = True
+    tflops_range: tuple[float, float] = (0.0, 0.0)
+    flop_bound_range: tuple[float, float] = (0.0, 0.0)
 
     def summary(self) -> dict:
         out = {k: getattr(self, k) for k in ("name", "hardware", "family", "time_s", "tflops", "executed_tflops",
                                               "speedup", "bound", "flop_bound", "tile_ratio", "flop_ratio",
                                               "dense_time_s", "baseline", "baseline_time_s",
                                               "speedup_vs_baseline", "io_floor_s", "efficiency",
-                                              "efficiency_source")}
-        return out | {"block": list(self.block), "breakdown": self.breakdown, "shape": self.shape}
+                                              "efficiency_source", "mask_density", "mask_density_exact")}
+        ranges = {k: list(getattr(self, k)) for k in ("mask_density_ci", "tflops_range", "flop_bound_range")}
+        return out | ranges | {"block": list(self.block), "breakdown": self.breakdown, "shape": self.shape}
 
 
 def _io_floor(layout: BlockLayout, batch: int, heads: int, kv_heads: int, key_row_bytes: float,
@@ -356,16 +367,24 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     total_tiles = float(batch * heads * layout.num_q_blocks * layout.num_kv_blocks)
     visited = float((partial + full).sum()) * (group if packed else 1)
     bound = dense_s / ideal(work, float(partial.sum()), float(full.sum()))
-    kept = layout.mask_density * total_tiles / (group if packed else 1)
-    # kept pairs only: as partial-free tiles; a chunked kernel needs no tile for them at all
-    flop_bound = dense_s / (ideal(work, 0.0, 0.0) if work.chunked else ideal(work, 0.0, kept))
     per_pair = work.tensor_flops / (mma_rows * bn)
-    useful = layout.mask_density * batch * heads * q_len * kv_len * per_pair
     executed = visited * work.tensor_flops
+    chunked = None
     if work.chunked is not None:  # the chunked algorithm's FLOPs are the work, not the pairs'
         c, scale = work.chunked, (group if packed else 1)
-        executed = useful = scale * (float(partial.sum()) * work.tensor_flops + float(full.sum()) * c.full_tensor_flops
-                                     + ctas * c.row_flops / splits) + batch * kv_heads * layout.num_kv_blocks * c.key_block_flops
+        executed = chunked = scale * (float(partial.sum()) * work.tensor_flops + float(full.sum()) * c.full_tensor_flops
+                                      + ctas * c.row_flops / splits) + batch * kv_heads * layout.num_kv_blocks * c.key_block_flops
+
+    def by_density(d: float) -> tuple[float, float]:
+        """(useful FLOPs, flop_bound) at mask density ``d``: kept pairs only, as partial-free
+        tiles; a chunked kernel needs no tile for them at all."""
+        kept = d * total_tiles / (group if packed else 1)
+        flop_bound = dense_s / (ideal(work, 0.0, 0.0) if work.chunked else ideal(work, 0.0, kept))
+        return (chunked if chunked is not None else d * batch * heads * q_len * kv_len * per_pair), flop_bound
+
+    density, (low, high) = layout.mask_density, layout.density_ci
+    useful, flop_bound = by_density(density)
+    (useful_low, bound_high), (useful_high, bound_low) = by_density(low), by_density(high)
     key_row_bytes = sum(key_heads[n] * b / bn for n, b in work.kv_inputs)
     query_row_bytes = (work.q_bytes / mma_rows + value_dim * nbytes) * heads
     io_floor = _io_floor(layout, batch, heads, kv_heads, key_row_bytes, query_row_bytes) / hbm
@@ -377,7 +396,9 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         breakdown=breakdown,
         dense_time_s=dense_s, efficiency=eff, efficiency_source=source, block=(bm, bn), io_floor_s=io_floor,
         baseline=base_name, baseline_time_s=base_s, speedup_vs_baseline=base_s / time_s,
-        shape=shape | {"splits": splits, "packed_gqa": packed})
+        shape=shape | {"splits": splits, "packed_gqa": packed}, mask_density=density, mask_density_ci=(low, high),
+        mask_density_exact=layout.mask_density_exact, tflops_range=(useful_low / time_s / 1e12, useful_high / time_s / 1e12),
+        flop_bound_range=(bound_low, bound_high))
 
 
 @functools.cache

@@ -36,11 +36,9 @@ def brute_force(mask: torch.Tensor, bm: int, bn: int):
 
 
 def layout_sets(layout, b, h, i):
-    partial, full = layout.partial, layout.full
     g = (b % layout.shape[0]) * layout.shape[1] + (h % layout.shape[1])
     r = g * layout.num_q_blocks + i
-    get = lambda c: set(int(x) for x in c.indices[c.offsets[r]:c.offsets[r + 1]])
-    return get(partial), get(full)
+    return tuple(set(getattr(layout, kind).row(r).tolist()) for kind in ("partial", "full"))
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,6 +57,7 @@ def test_analysis_equals_brute_force(mask, q_len, kv_len, bm, bn, batch, heads):
     B, H = layout.shape
     groups_dense = dense[:B, :H] if (B, H) != (batch, heads) else dense
     assert layout.mask_density == pytest.approx(groups_dense.double().mean().item(), abs=1e-12)
+    assert layout.mask_density_exact and layout.density_ci == (layout.mask_density, layout.mask_density)
     c = layout.counts
     assert c["empty"] + c["partial"] + c["full"] == B * H * layout.num_q_blocks * layout.num_kv_blocks
 

@@ -90,8 +90,8 @@ class TritonKernel(Kernel):
         def build():
             layout = self.layout(bound)
             as_t = lambda a: torch.from_numpy(a.astype("int32")).to(device)
-            return layout, (as_t(layout.partial.offsets), as_t(layout.partial.indices),
-                            as_t(layout.full.offsets), as_t(layout.full.indices))
+            partial, full = layout.partial.csr(), layout.full.csr()  # the launch needs tile lists
+            return layout, (as_t(partial.offsets), as_t(partial.indices), as_t(full.offsets), as_t(full.indices))
         return self.cache.get(bound, device, build)
 
     def run(self, bound: Bound) -> torch.Tensor:

@@ -20,13 +20,16 @@ from ..evaluate import mask_mod
 from ..plan import Plan, plan_of
 from ..program import Program
 from ..runtime import check_runtime_tensors
+from . import periodic
+from .density import Density, PartialTiles
 from .intervals import IntervalEvaluator
-from .layout import CSR, BlockLayout, from_tiles
+from .layout import CSR, BlockLayout, Runs, from_tiles
 from .loads import check_loads
+from .shift import tile_periods
 from .summaries import RangeTable
-from .tiles import Grid, PointEvaluator, Rects, group_shape, refine, resolve_leaves, subdivide
+from .tiles import Grid, PointEvaluator, Rects, group_shape, resolve_leaves, subdivide
 
-__all__ = ["BlockLayout", "CSR", "analyze", "group_shape"]
+__all__ = ["BlockLayout", "CSR", "Runs", "analyze", "group_shape"]
 
 @api_boundary
 def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
@@ -76,8 +79,15 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
     if mask is None:
         empty = Rects.concat([])
         return from_tiles(grid, root, empty, empty, shape, name=spec.name, stats={"levels": 0, "rectangles": 0},
-                          analysis_time_s=time.perf_counter() - start, _mask_density=1.0)
+                          analysis_time_s=time.perf_counter() - start, _density=Density(1.0, 1.0, 1.0))
 
+    pi, pj, _ = tile_periods(mask, bm, bn)
+    if pi and pj and (periodic.worth_reducing(grid.nq, pi) or periodic.worth_reducing(grid.nk, pj)):
+        small = _classify(planned, periodic.reduced_length(q_len, bm, pi), periodic.reduced_length(kv_len, bn, pj),
+                          bm, bn, tensors, batch, heads, start)
+        layout = periodic.expand(small, q_len, kv_len, pi, pj)
+        layout.analysis_time_s = time.perf_counter() - start
+        return layout
     values = check_runtime_tensors(program, tensors, {"b": batch, "h": heads})
     params = {k: v for k, v in program.params.items() if v is not None}
     group = max(1, min(64, math.gcd(bm, bn)))
@@ -95,13 +105,10 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
     points = PointEvaluator(mask, values, params, program.name)
     full_tiles, partial_tiles = resolve_leaves(points, rgrid, params, load, leaves, stats)
 
-    def count_partial(layout) -> int:
-        kept = refine(points, rgrid, params, load, partial_tiles, count=True)
-        return int((kept * members.counts()[partial_tiles.g]).sum())
-
+    partials = PartialTiles(rgrid, partial_tiles, members.counts()[partial_tiles.g], points, params, load)
     return from_tiles(grid, *(members.expand(r) for r in (full_rects, full_tiles, partial_tiles)), shape,
                       name=spec.name, analysis_time_s=time.perf_counter() - start, stats=stats,
-                      _count_partial=count_partial, mask_mod=mask_mod(mask, values, params, program.name))
+                      partials=partials, mask_mod=mask_mod(mask, values, params, program.name))
 
 
 def _group_classes(mask: E.Expr, grid: Grid) -> tuple[np.ndarray, _Members]:

@@ -15,7 +15,8 @@ Bounds hold under torch's semantics (``fit``): an integer node whose range may l
 dtype (int64 wraps, int32 loads wrap) or 2**52 (where float64 bounds stop being exact) is
 unknown; a float node is widened by its dtype's rounding error (each operation rounds,
 and mixed int/float operands are converted with rounding) and is unknown when it may
-overflow or when an operand is unbounded (``inf - inf`` is NaN). Float ``%`` and ``//``
+overflow or when an operand is unbounded (``inf - inf`` is NaN); where all its operands
+are single values it is exactly what torch computes from them. Float ``%`` and ``//``
 have their own rules. A rectangle is full or empty only when that holds for the values
 torch computes; everything else is left to the exact point evaluation.
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .. import dtypes as D
 from .. import expr as E
@@ -156,7 +158,9 @@ def _shift(op, alo, ahi, slo, shi):
 
 
 def _pow(alo, ahi, blo, bhi):
-    ok = (alo >= 0) & (blo >= 0)
+    # x ** y is monotone in each operand where x > 0 (any exponent: Radial attention's
+    # 2 ** -floor(log2(dt)) window), and where x >= 0 with y >= 0: extremes at the corners
+    ok = (alo > 0) | ((alo >= 0) & (blo >= 0))
     lo, hi = _corners(np.power, np.where(ok, alo, 0), np.where(ok, ahi, 0), np.where(ok, blo, 0), np.where(ok, bhi, 0))
     return np.where(ok, lo, -INF), np.where(ok, hi, INF)
 
@@ -339,12 +343,48 @@ class IntervalEvaluator:
         if e.dtype == E.BOOL:
             return BOOLEAN.get(op, _unknown_bool)(self, e)
         if op in AFFINE:
-            return self.fit(e, AFFINE[op](self, e))
-        if op not in RANGES:
+            out = self.fit(e, AFFINE[op](self, e))
+        elif op in RANGES:
+            rule = FLOAT_RANGES.get(op, RANGES[op]) if e.dtype == E.FLOAT else RANGES[op]
+            lo, hi = rule(*(bound for s in e.src for bound in total(self.converted(s, e.tdtype), self.box)))
+            out = self.fit(e, interval(lo, hi, self.like))
+        else:
             raise ValueError(f"no interval rule for {op}")
-        rule = FLOAT_RANGES.get(op, RANGES[op]) if e.dtype == E.FLOAT else RANGES[op]
-        lo, hi = rule(*(bound for s in e.src for bound in total(self.converted(s, e.tdtype), self.box)))
-        return self.fit(e, interval(lo, hi, self.like))
+        return self.exact_points(e, out) if e.dtype == E.FLOAT else out
+
+    def exact_points(self, e: E.Expr, out: Aff) -> Aff:
+        """Where every operand of a float op is a single value over a rectangle, its value
+        is what torch computes from them, exactly: computed here by torch in the node's
+        dtype, not widened by a rounding bound. (Radial attention's window
+        ``2 ** -floor(log2(dt))`` over a tile within one pair of frames: ``dt`` is one
+        number, and a widened ``log2(1)`` would straddle 0 and leave the tile undecided.)"""
+        if D.is_weak(e.tdtype):  # Python arithmetic on Python numbers: left to the bounds
+            return out
+        bounds = [total(self.aff(s), self.box) for s in e.src]
+        point = np.logical_and.reduce([(lo == hi) & np.isfinite(lo) for lo, hi in bounds])
+        if not point.any():
+            return out
+        args = []
+        for s, (lo, _) in zip(e.src, bounds):
+            values = lo[point]
+            if D.is_weak(s.tdtype):  # a Python number: one value, promoted by category only
+                if not (values == values[0]).all():
+                    return out
+                args.append({E.BOOL: bool, E.INT: int, E.FLOAT: float}[s.dtype](values[0]))
+            else:
+                args.append(torch.from_numpy(values).to(D.torch_dtype(s.tdtype)))
+        with np.errstate(all="ignore"):
+            exact = D.TORCH_FN[e.op](*args)
+            exact = exact.to(torch.float64).numpy() if isinstance(exact, torch.Tensor) else np.full(int(point.sum()), float(exact))
+        where = np.zeros_like(point)
+        where[point] = np.isfinite(exact)
+        if not where.any():
+            return out
+        value = np.zeros(point.shape)
+        value[point] = exact
+        zero = np.zeros_like(out.lo)
+        return Aff(np.where(where, zero, out.cm), np.where(where, zero, out.cn),
+                   np.where(where, value, out.lo), np.where(where, value, out.hi))
 
     def converted(self, e: E.Expr, to: str) -> Aff:
         """``e``'s bounds as an operand of an op computed in dtype ``to``: converting an

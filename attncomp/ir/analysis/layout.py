@@ -1,9 +1,13 @@
 """``BlockLayout``: which (query block, key block) tiles are empty, partial or full.
 
 Per (b, h) group and query-block row, the partial and the full key blocks are kept as
-compressed sparse rows (``offsets`` int64 of length groups * rows + 1, ``indices``
-int32, ascending within a row). Groups are ``batch x heads`` for masks that read ``b``
-and ``h``; a mask that does not read one broadcasts over it (size 1).
+**runs** of consecutive key blocks (``Runs``: ``offsets`` int64 of length groups * rows + 1
+into ``start``/``stop``), so memory grows with the runs of the pattern, not with its tiles:
+causal attention over 16M tokens is one run of full tiles and one partial tile per row
+(131,072 rows), where a tile list would hold 8.6 billion entries. Tile lists (``CSR``)
+are materialized only where a consumer needs them (a FlexAttention BlockMask, a kernel
+launch), by row chunk. Groups are ``batch x heads`` for masks that read ``b`` and ``h``; a
+mask that does not read one broadcasts over it (size 1).
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..picture import EMPTY, FULL, PARTIAL
+from .density import Density, PartialTiles
 from .tiles import Grid, Rects
 
 
 @dataclass
 class CSR:
+    """Materialized tile lists: row ``r`` holds key blocks ``indices[offsets[r]:offsets[r + 1]]``."""
+
     offsets: np.ndarray  # int64 [rows + 1]
     indices: np.ndarray  # int32
 
@@ -54,29 +61,106 @@ class CSR:
 
 
 @dataclass
+class Runs:
+    """Per row, the maximal runs ``[start, stop)`` of consecutive key blocks, ascending:
+    row ``r``'s runs are ``offsets[r]:offsets[r + 1]``.
+
+    >>> runs = Runs.build(2, np.array([0, 0, 1]), np.array([0, 2, 5]), np.array([2, 4, 6]))
+    >>> runs.start.tolist(), runs.stop.tolist(), runs.counts().tolist()
+    ([0, 5], [4, 6], [4, 1])
+    >>> runs = Runs.build(2, np.array([0, 0, 1]), np.array([0, 3, 5]), np.array([2, 4, 6]))
+    >>> runs.runs_per_row().tolist(), runs.csr().indices.tolist()
+    ([2, 1], [0, 1, 3, 5])
+    """
+
+    offsets: np.ndarray  # int64 [rows + 1]
+    start: np.ndarray  # int64 [runs]
+    stop: np.ndarray  # int64 [runs]
+
+    @staticmethod
+    def build(rows: int, key: np.ndarray, start: np.ndarray, stop: np.ndarray) -> Runs:
+        """Runs from disjoint segments: segment s covers blocks ``start[s] .. stop[s]-1`` of
+        row ``key[s]``; segments that touch are merged."""
+        keep = stop > start
+        key, start, stop = key[keep].astype(np.int64), start[keep].astype(np.int64), stop[keep].astype(np.int64)
+        order = np.lexsort((start, key))
+        key, start, stop = key[order], start[order], stop[order]
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = (key[1:] != key[:-1]) | (start[1:] != stop[:-1])
+        last = np.ones(len(key), dtype=bool)
+        last[:-1] = first[1:]
+        key, start, stop = key[first], start[first], stop[last]
+        offsets = np.zeros(rows + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(np.bincount(key, minlength=rows))
+        return Runs(offsets, start, stop)
+
+    @staticmethod
+    def empty(rows: int) -> Runs:
+        z = np.zeros(0, dtype=np.int64)
+        return Runs(np.zeros(rows + 1, dtype=np.int64), z, z)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def total(self) -> int:
+        """Number of tiles over all rows."""
+        return int((self.stop - self.start).sum())
+
+    def runs_per_row(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def run_rows(self) -> np.ndarray:
+        """The row of every run."""
+        return np.repeat(np.arange(self.num_rows, dtype=np.int64), self.runs_per_row())
+
+    def counts(self) -> np.ndarray:
+        """Tiles per row."""
+        cum = np.zeros(len(self.start) + 1, dtype=np.int64)
+        np.cumsum(self.stop - self.start, out=cum[1:])
+        return cum[self.offsets[1:]] - cum[self.offsets[:-1]]
+
+    def csr(self, rows: slice = slice(None)) -> CSR:
+        """The tile lists of a contiguous range of rows (all by default), materialized:
+        memory grows with the tiles of those rows, so large layouts are walked by chunk."""
+        r0, r1, _ = rows.indices(self.num_rows)
+        lo, hi = self.offsets[r0], self.offsets[r1]
+        return CSR.build(r1 - r0, self.run_rows()[lo:hi] - r0, self.start[lo:hi], self.stop[lo:hi])
+
+    def row(self, r: int) -> np.ndarray:
+        """The key blocks of row ``r``."""
+        lo, hi = self.offsets[r], self.offsets[r + 1]
+        return np.concatenate([np.arange(a, b) for a, b in zip(self.start[lo:hi], self.stop[lo:hi])] or
+                              [np.zeros(0, np.int64)])
+
+
+@dataclass
 class BlockLayout:
     """The exact tile classification of a mask for one problem size.
 
     ``counts`` is ``{"empty", "partial", "full"}`` over all groups; ``density`` the area of
     visited tiles over the total area; ``mask_density`` the fraction of (q, kv) pairs the
-    mask keeps (the FLOP-wise figure, computed on first use); ``partial``/``full`` the
-    per-row block lists; ``shape`` the (batch, heads) of the groups (1 where broadcast).
+    mask keeps (the FLOP-wise figure, computed on first use: exact when that is cheap,
+    else estimated, with its 95% interval in ``density_ci``); ``partial``/``full`` the
+    per-row runs of key blocks; ``shape`` the (batch, heads) of the groups (1 where
+    broadcast).
     """
 
     q_len: int
     kv_len: int
     block: tuple[int, int]
     shape: tuple[int, int]
-    partial: CSR
-    full: CSR
+    partial: Runs
+    full: Runs
     analysis_time_s: float = 0.0
     name: str = "mask"
     stats: dict = field(default_factory=dict)  # levels, rectangles classified, tiles sampled / dense
-    _count_partial: Callable[[BlockLayout], int] | None = field(default=None, repr=False)
+    # the partial tiles and what counts their kept pairs (None: there are none)
+    partials: PartialTiles | None = field(default=None, repr=False)
     # the mask as a torch function of (b, h, q_idx, kv_idx), interpreting the IR: the
     # default mask_mod of a BlockMask built from this layout
     mask_mod: Callable | None = field(default=None, repr=False)
-    _mask_density: float | None = field(default=None, repr=False)
+    _density: Density | None = field(default=None, repr=False)
     _touched: np.ndarray | None = field(default=None, repr=False)
 
     # --- geometry --------------------------------------------------------------------------
@@ -103,19 +187,19 @@ class BlockLayout:
     # --- summaries ---------------------------------------------------------------------------
     @property
     def counts(self) -> dict[str, int]:
-        p, f = len(self.partial.indices), len(self.full.indices)
+        p, f = self.partial.total(), self.full.total()
         return {"empty": self.groups * self.num_q_blocks * self.num_kv_blocks - p - f, "partial": p, "full": f}
 
-    def _area(self, csr: CSR) -> int:
-        """In-bounds area of the tiles in ``csr``: whole blocks, less what the last key
+    def _area(self, runs: Runs) -> int:
+        """In-bounds area of the tiles in ``runs``: whole blocks, less what the last key
         block lacks when ``kv_len`` is not a multiple of the block."""
         bn = self.block[1]
         heights = np.tile(self._heights(), self.groups).astype(np.int64)
-        area = int(np.dot(csr.counts(), heights)) * bn
+        area = int(np.dot(runs.counts(), heights)) * bn
         short = bn - int(self._widths()[-1])
         if short:
-            pos = np.flatnonzero(csr.indices == self.num_kv_blocks - 1)
-            area -= short * int(heights[np.searchsorted(csr.offsets, pos, side="right") - 1].sum())
+            ends = runs.run_rows()[runs.stop == self.num_kv_blocks]
+            area -= short * int(heights[ends].sum())
         return area
 
     @property
@@ -125,22 +209,49 @@ class BlockLayout:
 
     @property
     def mask_density(self) -> float:
-        """Fraction of (q, kv) pairs the mask keeps: exact (partial tiles are counted point
-        by point on first use)."""
-        if self._mask_density is None:
-            kept = self._area(self.full) + (self._count_partial(self) if self._count_partial else 0)
-            self._mask_density = kept / (self.groups * self.q_len * self.kv_len)
-        return self._mask_density
+        """Fraction of (q, kv) pairs the mask keeps, counted on first use: exact when the
+        distinct partial tiles are few enough to count, else a sampled estimate (see
+        ``density_ci`` and ``mask_density_exact``)."""
+        return self.kept().value
+
+    @property
+    def density_ci(self) -> tuple[float, float]:
+        """The 95% interval of ``mask_density`` (both ends equal it when it is exact)."""
+        d = self.kept()
+        return d.low, d.high
+
+    @property
+    def mask_density_exact(self) -> bool:
+        """Whether ``mask_density`` is exact rather than estimated from samples."""
+        return self.kept().exact
+
+    def mask_density_text(self, percent: bool = False) -> str:
+        """The mask density as text, labelled when it is an estimate.
+
+        >>> import attncomp as ac
+        >>> ac.analyze(ac.variants.causal(), 1024, block=128).mask_density_text(percent=True)
+        '50.05%'
+        """
+        d = self.kept()
+        show = (lambda x: f"{100 * x:.2f}%") if percent else (lambda x: f"{x:.4f}")
+        if d.exact:
+            return show(d.value)
+        return f"{show(d.value)} (estimated from {d.sampled_points:,} sampled pairs; 95% interval {show(d.low)}-{show(d.high)})"
+
+    def kept(self) -> Density:
+        """The mask density with its interval and how it was obtained (computed once)."""
+        if self._density is None:
+            full = self._area(self.full)
+            value, low, high, sampled = self.partials.kept() if self.partials else (0.0, 0.0, 0.0, 0)
+            total = self.groups * self.q_len * self.kv_len
+            self._density = Density((full + value) / total, (full + low) / total, (full + high) / total, sampled)
+        return self._density
 
     def full_runs(self) -> np.ndarray:
         """Per (b, h, q block), how many runs of consecutive full key blocks the row has
         (``[batch, heads, q_blocks]`` of the groups): what a chunked linear kernel loads a
         prefix state pair for."""
-        rows, idx = self.full.rows(), self.full.indices.astype(np.int64)
-        starts = np.ones(len(idx), dtype=bool)
-        starts[1:] = (np.diff(idx) != 1) | (np.diff(rows) != 0)
-        runs = np.bincount(rows[starts], minlength=self.groups * self.num_q_blocks)
-        return runs.reshape(self.shape + (self.num_q_blocks,))
+        return self.full.runs_per_row().reshape(self.shape + (self.num_q_blocks,))
 
     def kv_blocks_touched(self) -> np.ndarray:
         """Per group, how many distinct key blocks at least one visited tile reads: the K/V a
@@ -150,11 +261,16 @@ class BlockLayout:
         return self._touched
 
     def _kv_blocks_touched(self) -> np.ndarray:
-        rows = self.num_q_blocks
-        touched = np.zeros(self.groups * self.num_kv_blocks, dtype=bool)
-        for csr in (self.partial, self.full):
-            touched[csr.rows() // rows * self.num_kv_blocks + csr.indices] = True
-        return touched.reshape(self.groups, self.num_kv_blocks).sum(axis=1)
+        # per group, +1 where a run starts and -1 where it stops: a key block is touched
+        # where the running sum is positive (memory grows with key blocks, not tiles)
+        nk = self.num_kv_blocks
+        cover = np.zeros(self.groups * (nk + 1), dtype=np.int64)
+        for runs in (self.partial, self.full):
+            base = runs.run_rows() // self.num_q_blocks * (nk + 1)
+            np.add.at(cover, base + runs.start, 1)
+            np.add.at(cover, base + runs.stop, -1)
+        depth = np.cumsum(cover.reshape(self.groups, nk + 1), axis=1)[:, :nk]
+        return (depth > 0).sum(axis=1)
 
     @property
     def tile_bound(self) -> float:
@@ -171,13 +287,9 @@ class BlockLayout:
 
     def tiles(self, kind: str, b: int = 0, h: int = 0) -> list[tuple[int, int]]:
         """(q block, kv block) pairs of one kind (``"partial"`` or ``"full"``) in one group."""
-        csr = getattr(self, kind)
+        runs = getattr(self, kind)
         g = (b % self.shape[0]) * self.shape[1] + (h % self.shape[1])
-        out = []
-        for row in range(self.num_q_blocks):
-            r = g * self.num_q_blocks + row
-            out += [(row, int(j)) for j in csr.indices[csr.offsets[r]:csr.offsets[r + 1]]]
-        return out
+        return [(row, int(j)) for row in range(self.num_q_blocks) for j in runs.row(g * self.num_q_blocks + row)]
 
     # --- pictures ---------------------------------------------------------------------------
     def class_grid(self, b: int = 0, h: int = 0, max_cells: int | None = None) -> np.ndarray:
@@ -186,14 +298,18 @@ class BlockLayout:
         nq, nk = self.num_q_blocks, self.num_kv_blocks
         ci = 1 if not max_cells else -(-nq // max_cells)
         cj = 1 if not max_cells else -(-nk // max_cells)
-        rows_out, cols_out = -(-nq // ci), -(-nk // cj)
+        rows_out = -(-nq // ci)
         g = (b % self.shape[0]) * self.shape[1] + (h % self.shape[1])
         sums = []
-        for csr in (self.partial, self.full):
-            lo, hi = csr.offsets[g * nq], csr.offsets[(g + 1) * nq]
-            rows = csr.rows()[lo:hi] - g * nq
-            cells = (rows // ci) * cols_out + csr.indices[lo:hi] // cj
-            sums.append(np.bincount(cells, minlength=rows_out * cols_out).reshape(rows_out, cols_out))
+        for runs in (self.partial, self.full):
+            lo, hi = runs.offsets[g * nq], runs.offsets[(g + 1) * nq]
+            cell_row = (runs.run_rows()[lo:hi] - g * nq) // ci
+            # tiles per (cell row, key block) from run boundaries, then summed per cell column
+            cover = np.zeros((rows_out, nk + 1), dtype=np.int64)
+            np.add.at(cover, (cell_row, runs.start[lo:hi]), 1)
+            np.add.at(cover, (cell_row, runs.stop[lo:hi]), -1)
+            per_block = np.cumsum(cover, axis=1)[:, :nk]
+            sums.append(np.add.reduceat(per_block, np.arange(0, nk, cj), axis=1))
         size = np.outer(np.bincount(np.arange(nq) // ci), np.bincount(np.arange(nk) // cj))
         partial, full = sums
         return np.where(full == size, 2, np.where(partial + full == 0, 0, 1)).astype(np.int8)
@@ -219,12 +335,13 @@ class BlockLayout:
         c = self.counts
         return {"name": self.name, "q_len": self.q_len, "kv_len": self.kv_len, "block": list(self.block),
                 "groups": list(self.shape), "counts": c, "density": self.density,
-                "mask_density": self.mask_density, "tile_bound": self.tile_bound,
+                "mask_density": self.mask_density, "mask_density_ci": list(self.density_ci),
+                "mask_density_exact": self.mask_density_exact, "tile_bound": self.tile_bound,
                 "analysis_time_s": self.analysis_time_s}
 
 
 def from_tiles(grid: Grid, full_rects: Rects, full_tiles: Rects, partial_tiles: Rects, shape, **kwargs) -> BlockLayout:
-    """Assemble the CSR rows from proven-full rectangles and classified single tiles."""
+    """Assemble the per-row runs from proven-full rectangles and classified single tiles."""
     nq = grid.nq
     rows = len(grid.group_b) * nq
     heights = full_rects.i1 - full_rects.i0
@@ -234,6 +351,6 @@ def from_tiles(grid: Grid, full_rects: Rects, full_tiles: Rects, partial_tiles: 
     key = np.concatenate([seg_row, full_tiles.g * nq + full_tiles.i0])
     start = np.concatenate([np.repeat(full_rects.j0, heights), full_tiles.j0])
     stop = np.concatenate([np.repeat(full_rects.j1, heights), full_tiles.j1])
-    full = CSR.build(rows, key, start, stop)
-    partial = CSR.build(rows, partial_tiles.g * nq + partial_tiles.i0, partial_tiles.j0, partial_tiles.j1)
+    full = Runs.build(rows, key, start, stop)
+    partial = Runs.build(rows, partial_tiles.g * nq + partial_tiles.i0, partial_tiles.j0, partial_tiles.j1)
     return BlockLayout(grid.q_len, grid.kv_len, (grid.bm, grid.bn), shape, partial, full, **kwargs)

@@ -4,14 +4,17 @@ Along the last axis a tensor is summarized per group of ``g`` elements (min and 
 a sparse table over the groups answers the min/max of any range of groups with two
 lookups (Bentley's range-minimum query). A query range is widened to whole groups, which
 is sound; with ``g`` dividing the block sizes, ranges that come from tiles are exact.
-Leading axes indexed by one value are gathered; a range there falls back to the tensor
-reduced over all leading axes (sound, coarser).
+Leading axes indexed by one value are gathered; a box over a few leading indices is
+answered row by row; a wider range falls back to the tensor reduced over all leading axes
+(sound, coarser).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+FEW_ROWS = 16  # boxes over at most this many leading-index combinations are answered row by row
 
 
 class RangeTable:
@@ -78,7 +81,31 @@ class RangeTable:
         if points.any():
             idx = [l[points].astype(np.int64) for l, _ in lead]
             out_lo[points], out_hi[points] = self._query(self.levels, idx, lo[points], hi[points])
-        if (~points).any():
-            idx = [np.zeros(int((~points).sum()), dtype=np.int64) for _ in lead]
-            out_lo[~points], out_hi[~points] = self._query(self.reduced, idx, lo[~points], hi[~points])
+        widths = [(lhi - llo + 1).astype(np.int64) for llo, lhi in lead]
+        count = np.prod(widths, axis=0) if lead else np.ones(lo.shape, dtype=np.int64)
+        few = ~points & (count <= FEW_ROWS)
+        if few.any():
+            out_lo[few], out_hi[few] = self._rows(lead, widths, count, few, lo, hi)
+        coarse = ~points & ~few
+        if coarse.any():
+            idx = [np.zeros(int(coarse.sum()), dtype=np.int64) for _ in lead]
+            out_lo[coarse], out_hi[coarse] = self._query(self.reduced, idx, lo[coarse], hi[coarse])
         return out_lo, out_hi
+
+    def _rows(self, lead, widths, count, sel, lo, hi):
+        """Boxes that span a few leading indices (a tile of a block-level table such as
+        BigBird's random blocks spans two rows): the exact min/max, one row at a time."""
+        n = int(sel.sum())
+        acc_lo, acc_hi = np.full(n, np.inf), np.full(n, -np.inf)
+        count = count[sel]
+        for k in range(int(count.max())):
+            active = k < count
+            rest, idx = np.full(int(active.sum()), k, dtype=np.int64), []
+            for (llo, _), w in zip(lead, widths):  # k's digits in the mixed radix of the widths
+                w = w[sel][active]
+                idx.append(llo[sel][active].astype(np.int64) + rest % w)
+                rest //= w
+            row_lo, row_hi = self._query(self.levels, idx, lo[sel][active], hi[sel][active])
+            acc_lo[active] = np.minimum(acc_lo[active], row_lo)
+            acc_hi[active] = np.maximum(acc_hi[active], row_hi)
+        return acc_lo, acc_hi

@@ -8,7 +8,7 @@ attention over 8192 x 8192 tiles settles in about 26 levels of a few thousand
 rectangles each.
 
 Single tiles the intervals cannot settle are decided exactly: a few sample points per tile
-(corners, centre, edge midpoints) — one true and one false sample prove the tile partial
+(corners and a jittered lattice) — one true and one false sample prove the tile partial
 — then the same subdivision inside the tile at point resolution, with only boxes of a few
 dozen points evaluated point by point.
 """
@@ -168,10 +168,16 @@ class PointEvaluator:
         return align(Value(v.t.to(torch.bool), v.letters), out).expand([sizes[x] for x in out])
 
     def samples(self, b, h, r: Rects) -> tuple[np.ndarray, np.ndarray]:
-        """(some sample true, some sample false) per box (rects in points), at the points of
-        an 8 x 8 lattice spanning it, corners included."""
-        f = torch.linspace(0, 1, 8, dtype=torch.float64)
-        fr, fc = f.repeat_interleave(8), f.repeat(8)
+        """(some sample true, some sample false) per box (rects in points), at its four
+        corners and one random point in each cell of an 8 x 8 grid over it (a jittered
+        lattice, seeded). A regular lattice would pair row and column offsets alike, and
+        on tile-major grid layouts (NATTEN) those are correlated coordinates that can miss
+        a tile's kept pairs every time."""
+        gen = torch.Generator().manual_seed(len(r))
+        cells = torch.arange(8, dtype=torch.float64)
+        corner = torch.tensor([0.0, 0.0, 1.0, 1.0])
+        fr = torch.cat([corner, (cells.repeat_interleave(8) + torch.rand(64, generator=gen, dtype=torch.float64)) / 8])
+        fc = torch.cat([corner.roll(1), (cells.repeat(8) + torch.rand(64, generator=gen, dtype=torch.float64)) / 8])
         m0, n0 = torch.from_numpy(r.i0), torch.from_numpy(r.j0)
         hm, hn = torch.from_numpy(r.i1 - r.i0 - 1), torch.from_numpy(r.j1 - r.j0 - 1)
         m = m0[:, None] + (fr[None, :] * hm[:, None]).round().long()
