@@ -100,3 +100,47 @@ def test_sixteen_million_tokens_in_runs():
     assert layout.counts["full"] == 131072 * 131071 // 2
     assert len(layout.full.start) == 131071  # one run per row: memory grows with runs
     assert layout.mask_density == pytest.approx((1 + 1 / (1 << 24)) / 2) and layout.mask_density_exact
+
+
+GRID_CASES = [
+    (ac.variants.neighborhood, dict(shape=(8, 12, 16), window=(3, 5, 7), tile=(2, 4, 4)), (32, 32)),
+    (ac.variants.neighborhood, dict(shape=(8, 12, 16), window=(3, 5, 7), tile=(2, 4, 4)), (64, 16)),
+    (ac.variants.neighborhood, dict(shape=(24, 20), window=(7, 5), dilation=(2, 1)), (16, 20)),
+    (ac.variants.neighborhood, dict(shape=(16, 16), window=(6, 6), stride=(3, 2), tile=(4, 4)), (16, 32)),
+    (ac.variants.window_attention, dict(shape=(12, 12), window=4, shift=2), (24, 24)),
+    (ac.variants.grid_attention, dict(shape=(12, 12), grid=3, tile=(4, 4)), (16, 16)),
+]
+
+
+@pytest.mark.parametrize("make,kwargs,block", GRID_CASES)
+def test_grid_masks_per_digit_match_brute_force(make, kwargs, block):
+    """Masks on grid coordinates are decided per component of their digits: the same tiles
+    and the same exact density as evaluating every pair."""
+    spec = make(**kwargs)
+    length = int(np.prod(kwargs["shape"]))
+    layout = ac.analyze(spec, length, block=block)
+    q = torch.arange(length)
+    dense = layout.mask_mod(torch.tensor(0), torch.tensor(0), q[:, None], q[None, :])
+    bm, bn = block
+    nq, nk = layout.num_q_blocks, layout.num_kv_blocks
+    pad = torch.zeros(nq * bm, nk * bn, dtype=torch.bool)
+    inside = torch.zeros_like(pad)
+    pad[:length, :length], inside[:length, :length] = dense, True
+    kept = pad.reshape(nq, bm, nk, bn).sum((1, 3))
+    size = inside.reshape(nq, bm, nk, bn).sum((1, 3))
+    expected = torch.where(kept == size, 2, torch.where(kept == 0, 0, 1))
+    assert torch.equal(torch.as_tensor(layout.class_grid()).long(), expected)
+    assert layout.mask_density == pytest.approx(dense.double().mean().item(), abs=1e-12)
+    assert layout.mask_density_exact
+
+
+def test_three_dimensional_neighborhood_in_digits():
+    """NATTEN's 3-D case from issue 24 is decided per axis: every partial tile in digit
+    space (no point-by-point boxes), and its density counted exactly."""
+    spec = ac.variants.neighborhood(shape=(30, 48, 80), window=(18, 24, 24), tile=(2, 8, 8))
+    layout = ac.analyze(spec, 30 * 48 * 80, block=128)
+    assert layout.counts == {"empty": 661104, "partial": 124128, "full": 24768}
+    assert layout.stats["grid_digits"] and layout.stats["dense_boxes"] == 0
+    assert layout.mask_density_exact
+    # NATTEN's closed form: per axis, the window sizes over the axis length, multiplied
+    assert layout.mask_density == pytest.approx((18 / 30) * (24 / 48) * (24 / 80))

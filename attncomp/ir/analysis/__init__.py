@@ -22,6 +22,7 @@ from ..program import Program
 from ..runtime import check_runtime_tensors
 from . import periodic
 from .density import Density, PartialTiles
+from .digits import grid_refine
 from .intervals import IntervalEvaluator
 from .layout import CSR, BlockLayout, Runs, from_tiles
 from .loads import check_loads
@@ -103,7 +104,7 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
     stats: dict = {"groups": G, "distinct_groups": len(reps)}
     full_rects, leaves = subdivide(mask, rgrid, params, load, stats)
     points = PointEvaluator(mask, values, params, program.name)
-    full_tiles, partial_tiles = resolve_leaves(points, rgrid, params, load, leaves, stats)
+    full_tiles, partial_tiles = resolve_leaves(points, rgrid, params, load, leaves, stats, decide=grid_refine)
 
     partials = PartialTiles(rgrid, partial_tiles, members.counts()[partial_tiles.g], points, params, load)
     return from_tiles(grid, *(members.expand(r) for r in (full_rects, full_tiles, partial_tiles)), shape,

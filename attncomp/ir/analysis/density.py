@@ -6,8 +6,9 @@ for the partial tiles. Those are counted
 1. **once per class of copies**: a shift of whole tiles that leaves the mask unchanged
    (:mod:`.shift`) maps a tile onto one that keeps the same pairs, so causal attention at
    16M tokens counts one diagonal tile, not 131,072;
-2. **exactly** while the distinct tiles hold at most ``EXACT_POINTS`` points (the interval
-   subdivision of :func:`.tiles.refine`, point by point only where it must);
+2. **exactly** for masks on grid coordinates (:mod:`.digits`: a product of per-component
+   counts), and for others while the distinct tiles hold at most ``EXACT_POINTS`` points
+   (the interval subdivision of :func:`.tiles.refine`, point by point only where it must);
 3. otherwise **estimated** by stratified sampling: ``SAMPLE_POINTS`` points drawn
    uniformly from the partial area (strata: runs of tiles in (group, row, column) order,
    points allotted by area), the kept fraction of each stratum with an Agresti-Coull
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .digits import grid_refine, unique_rows
 from .shift import tile_periods
 from .tiles import CHUNK_POINTS, Grid, PointEvaluator, Rects, refine
 
@@ -66,6 +68,10 @@ class PartialTiles:
         """Kept pairs in all partial tiles of the layout: (value, low, high, points sampled)."""
         exact_points = EXACT_POINTS if exact_points is None else exact_points
         reps, weight = self._classes()
+        on_grid = grid_refine(self.points, self.grid, self.params, self.load, reps, True, None)
+        if on_grid is not None:  # a grid mask: counted per component of its digits, exactly
+            value = float(np.dot(on_grid.astype(np.float64), weight))
+            return value, value, value, 0
         areas = _areas(self.grid, reps)
         if float(areas.sum()) <= exact_points:
             count = refine(self.points, self.grid, self.params, self.load, reps, count=True)
@@ -89,9 +95,8 @@ class PartialTiles:
         # tiles cut by the end of the sequence are smaller: each is its own class
         edge = ((i == g.nq - 1) & (g.q_len % g.bm != 0)) | ((j == g.nk - 1) & (g.kv_len % g.bn != 0))
         a, c = np.where(edge, i, a), np.where(edge, j, c)
-        key = np.stack([t.g, edge.astype(np.int64), a, c], axis=1)
-        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        weight = np.bincount(inverse.reshape(-1), weights=self.weight.astype(np.float64), minlength=len(first))
+        first, inverse = unique_rows(np.stack([t.g, edge.astype(np.int64), a, c], axis=1))
+        weight = np.bincount(inverse, weights=self.weight.astype(np.float64), minlength=len(first))
         return t.take(first), weight
 
     def _sampled(self, reps: Rects, weight: np.ndarray, areas: np.ndarray, n: int) -> tuple[float, float, float, int]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -65,6 +65,8 @@ class Box:
     mhi: np.ndarray
     nlo: np.ndarray
     nhi: np.ndarray
+    # ranges of further integer variables (the digits of a grid layout, see .digits)
+    extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def _nan0(x):
@@ -421,6 +423,8 @@ class IntervalEvaluator:
             return Aff(one, zero, zero, zero)
         if e.arg == "n":
             return Aff(zero, one, zero, zero)
+        if e.arg in box.extra:
+            return interval(*box.extra[e.arg], like)
         value = box.b if e.arg == "b" else box.h
         return interval(value, value, like)
 

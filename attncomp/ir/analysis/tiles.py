@@ -227,7 +227,8 @@ def refine(points: PointEvaluator, grid: Grid, params: dict, load, tiles: Rects,
     at point resolution: sub-boxes proven all-true or all-false are evidence, boxes of at
     most SMALL_BOX points are evaluated point by point. Returns per tile (some true, some
     false) — a tile with both is partial, and its refinement stops early — or, with
-    ``count``, the number of true points per tile."""
+    ``count``, the number of true points per tile. (Masks on grid coordinates are
+    decided in digit space by the callers first: :mod:`.digits`.)"""
     b, h, todo = _points(grid, tiles)
     T = len(tiles)
     pgrid = Grid(grid.q_len, grid.kv_len, 1, 1, b, h)
@@ -266,11 +267,13 @@ def refine(points: PointEvaluator, grid: Grid, params: dict, load, tiles: Rects,
 
 
 def resolve_leaves(points: PointEvaluator, grid: Grid, params: dict, load, leaves: Rects,
-                   stats: dict | None = None) -> tuple[Rects, Rects]:
-    """Split undecided tiles into (full, partial) exactly; empty ones are dropped."""
+                   stats: dict | None = None, decide=None) -> tuple[Rects, Rects]:
+    """Split undecided tiles into (full, partial) exactly; empty ones are dropped.
+    ``decide`` (as :func:`.digits.grid_refine`) is tried first; None from it means refine."""
     if not len(leaves):
         if stats is not None:
             stats.update(refined_tiles=0, refine_rectangles=0, dense_boxes=0)
         return leaves, leaves
-    some_true, some_false = refine(points, grid, params, load, leaves, stats=stats)
+    decided = decide(points, grid, params, load, leaves, False, stats) if decide else None
+    some_true, some_false = decided if decided is not None else refine(points, grid, params, load, leaves, stats=stats)
     return leaves.take(some_true & ~some_false), leaves.take(some_true & some_false)
