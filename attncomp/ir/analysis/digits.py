@@ -140,7 +140,6 @@ class DigitBoxes:
     that does not decompose)."""
 
     def __init__(self, grid: Grid, tiles: Rects, digits: dict[str, Digits | None]):
-        self.grid, self.digits = grid, digits
         self.names: list[str] = []
         self.lo: list[np.ndarray] = []
         self.hi: list[np.ndarray] = []
@@ -163,17 +162,6 @@ class DigitBoxes:
         self.names.append(name)
         self.lo.append(np.asarray(lo, dtype=np.int64))
         self.hi.append(np.asarray(hi, dtype=np.int64))
-
-    def index(self, letter: str, values: list[np.ndarray]) -> np.ndarray:
-        """The index ``letter`` at points given by the variable values."""
-        get = dict(zip(self.names, values))
-        d = self.digits[letter]
-        if d is None:
-            return get[letter]
-        out = get[f"{letter}_tile"] * d.top
-        for l, c in enumerate(d.cuts[:-1]):
-            out = out + get[f"{letter}_d{l}"] * c
-        return out
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
