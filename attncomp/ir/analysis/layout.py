@@ -236,7 +236,9 @@ class BlockLayout:
         show = (lambda x: f"{100 * x:.2f}%") if percent else (lambda x: f"{x:.4f}")
         if d.exact:
             return show(d.value)
-        return f"{show(d.value)} (estimated from {d.sampled_points:,} sampled pairs; 95% interval {show(d.low)}-{show(d.high)})"
+        half = (d.high - d.low) / 2 * (100 if percent else 1)
+        return (f"{show(d.value)} (estimated from {d.sampled_points:,} sampled pairs; 95% interval "
+                f"+-{half:.2g}{'%' if percent else ''})")
 
     def kept(self) -> Density:
         """The mask density with its interval and how it was obtained (computed once)."""
