@@ -383,8 +383,9 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
         return (chunked if chunked is not None else d * batch * heads * q_len * kv_len * per_pair), flop_bound
 
     density, (low, high) = layout.mask_density, layout.density_ci
-    useful, flop_bound = by_density(density)
-    (useful_low, bound_high), (useful_high, bound_low) = by_density(low), by_density(high)
+    at = {d: by_density(d) for d in {density, low, high}}  # one value when the density is exact
+    useful, flop_bound = at[density]
+    (useful_low, bound_high), (useful_high, bound_low) = at[low], at[high]
     key_row_bytes = sum(key_heads[n] * b / bn for n, b in work.kv_inputs)
     query_row_bytes = (work.q_bytes / mma_rows + value_dim * nbytes) * heads
     io_floor = _io_floor(layout, batch, heads, kv_heads, key_row_bytes, query_row_bytes) / hbm

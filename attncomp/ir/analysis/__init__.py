@@ -82,7 +82,8 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
         return from_tiles(grid, root, empty, empty, shape, name=spec.name, stats={"levels": 0, "rectangles": 0},
                           analysis_time_s=time.perf_counter() - start, _density=Density(1.0, 1.0, 1.0))
 
-    pi, pj, _ = tile_periods(mask, bm, bn)
+    periods = tile_periods(mask, bm, bn)
+    pi, pj, _ = periods
     if pi and pj and (periodic.worth_reducing(grid.nq, pi) or periodic.worth_reducing(grid.nk, pj)):
         small = _classify(planned, periodic.reduced_length(q_len, bm, pi), periodic.reduced_length(kv_len, bn, pj),
                           bm, bn, tensors, batch, heads, start)
@@ -106,7 +107,7 @@ def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors:
     points = PointEvaluator(mask, values, params, program.name)
     full_tiles, partial_tiles = resolve_leaves(points, rgrid, params, load, leaves, stats, decide=grid_refine)
 
-    partials = PartialTiles(rgrid, partial_tiles, members.counts()[partial_tiles.g], points, params, load)
+    partials = PartialTiles(rgrid, partial_tiles, members.counts()[partial_tiles.g], points, params, load, periods)
     return from_tiles(grid, *(members.expand(r) for r in (full_rects, full_tiles, partial_tiles)), shape,
                       name=spec.name, analysis_time_s=time.perf_counter() - start, stats=stats,
                       partials=partials, mask_mod=mask_mod(mask, values, params, program.name))

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from .digits import grid_refine, unique_rows
-from .shift import tile_periods
 from .tiles import CHUNK_POINTS, Grid, PointEvaluator, Rects, refine
 
 EXACT_POINTS = 1 << 26  # distinct partial-tile points counted exactly (about 0.3-1 s)
@@ -63,26 +62,26 @@ class PartialTiles:
     points: PointEvaluator
     params: dict
     load: object
+    periods: tuple[int | None, int | None, int | None]  # shift.tile_periods of the mask, found by the analysis
 
-    def kept(self, exact_points: int | None = None, samples: int | None = None) -> tuple[float, float, float, int]:
+    def kept(self) -> tuple[float, float, float, int]:
         """Kept pairs in all partial tiles of the layout: (value, low, high, points sampled)."""
-        exact_points = EXACT_POINTS if exact_points is None else exact_points
         reps, weight = self._classes()
         on_grid = grid_refine(self.points, self.grid, self.params, self.load, reps, True, None)
         if on_grid is not None:  # a grid mask: counted per component of its digits, exactly
             value = float(np.dot(on_grid.astype(np.float64), weight))
             return value, value, value, 0
         areas = _areas(self.grid, reps)
-        if float(areas.sum()) <= exact_points:
+        if float(areas.sum()) <= EXACT_POINTS:
             count = refine(self.points, self.grid, self.params, self.load, reps, count=True)
             value = float(np.dot(count.astype(np.float64), weight))
             return value, value, value, 0
-        return self._sampled(reps, weight, areas, SAMPLE_POINTS if samples is None else samples)
+        return self._sampled(reps, weight, areas, SAMPLE_POINTS)
 
     def _classes(self) -> tuple[Rects, np.ndarray]:
         """One tile per class of copies, with the summed weight of its class."""
         t, g = self.tiles, self.grid
-        pi, pj, pd = tile_periods(self.points.mask, g.bm, g.bn)
+        pi, pj, pd = self.periods
         if not len(t) or not (pi or pj or pd):
             return t, self.weight.astype(np.float64)
         i, j = t.i0.copy(), t.j0.copy()

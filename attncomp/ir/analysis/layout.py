@@ -94,11 +94,6 @@ class Runs:
         offsets[1:] = np.cumsum(np.bincount(key, minlength=rows))
         return Runs(offsets, start, stop)
 
-    @staticmethod
-    def empty(rows: int) -> Runs:
-        z = np.zeros(0, dtype=np.int64)
-        return Runs(np.zeros(rows + 1, dtype=np.int64), z, z)
-
     @property
     def num_rows(self) -> int:
         return len(self.offsets) - 1
