@@ -10,9 +10,11 @@ turned into weights over ``n`` and contracted with ``V``:
   ``l_i``, rescaled ``acc``), FlashAttention's loop;
 - ``weighted``: ``g(S) * V`` with ``g`` elementwise and no normalizer (sigmoid attention):
   masked weights are 0, no running state;
-- ``linear``: ``S * V`` with ``S`` bilinear (linear attention): full tiles fold into a
-  carried state ``phi(K)^T V`` (and ``sum phi(K)`` for a normalizer), partial tiles use
-  the masked quadratic form — the chunked form of Lightning Attention-2.
+- ``linear``: ``S * V`` with ``S`` bilinear (linear attention), run chunked as in
+  Lightning Attention-2: a first kernel writes each key block's state ``phi(K_j)^T V_j``
+  (and ``sum phi(K_j)`` for a normalizer), a prefix sum over blocks follows, and a query
+  block adds ``P[b] - P[a]`` for each run ``[a, b)`` of its full tiles (never visiting
+  them); partial tiles use the masked quadratic form.
 
 Several terms run in one pass over the key blocks (differential attention: two softmaxes).
 The epilogue is an elementwise expression of the terms' outputs (``acc0``, ``acc1``),
@@ -129,7 +131,9 @@ class _Lowering:
         if name not in self.term_of:
             kind, sname, logits = self.weights[name]
             sc = self.scores[sname]
-            if kind == "weighted" and logits == QK:
+            if kind == "weighted" and logits == QK and not (sc.phi_k is not None and E.letters_of(sc.phi_k) - {"x"}):
+                # chunked: phi(K) is summed into per-key-block states shared by every query
+                # head of a group, so the key map must not read an index (b, h, n, d)
                 kind = "linear"
             self.term_of[name] = len(self.terms)
             self.terms.append(Term(kind, sc, logits))

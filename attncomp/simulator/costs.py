@@ -62,9 +62,9 @@ class Chunked:
     """The chunked form of a kernel's linear terms (all per (batch, KV head) unless noted)."""
 
     key_block_flops: float   # per key block: phi(K_j)^T V_j (and sum phi(K_j) for a normalizer)
-    key_block_bytes: float   # per key block: K and V read, the float32 state written, read and
-    #                          written again by the prefix sum
-    run_bytes: float         # per run of full tiles in a query block: two prefix states loaded
+    key_block_bytes: float   # per key block: K and V read; the float64 state zeroed, written,
+    #                          then read and written again by the prefix sum
+    run_bytes: float         # per run of full tiles in a query block: two float64 prefix states loaded
     row_flops: float         # per query block: phi(Q) times the state
     full_tensor_flops: float  # per full tile: what the other (softmax, weighted) terms still do
     visits_full: bool        # whether any term still walks the full tiles
@@ -181,12 +181,13 @@ def _chunked(program: Program, bm: int, bn: int, head_dim: int, value_dim: int, 
     linear = [t for t in plan.terms if t.kind == "linear"]
     if not linear:
         return None
-    state = head_dim * value_dim + head_dim  # phi(K)^T V and sum phi(K), float32
+    # phi(K)^T V and sum phi(K), kept in float64 so that a run's P[hi] - P[lo] does not cancel
+    state = (head_dim * value_dim + head_dim) * 8
     per_term_tile = 2.0 * bm * bn * (head_dim + value_dim)  # the quadratic form of one term
     return Chunked(
         key_block_flops=len(linear) * 2.0 * bn * head_dim * (value_dim + 1),
-        key_block_bytes=kv_bytes + len(linear) * 3 * state * 4,
-        run_bytes=len(linear) * 2 * state * 4,
+        key_block_bytes=kv_bytes + len(linear) * 4 * state,
+        run_bytes=len(linear) * 2 * state,
         row_flops=len(linear) * 2.0 * bm * head_dim * (value_dim + 1),
         full_tensor_flops=max(0.0, tensor - len(linear) * per_term_tile),
         visits_full=len(linear) < len(plan.terms))

@@ -45,7 +45,8 @@ _FEATURES = {"elu": "elu({x}) + 1", "relu": "relu({x})", "identity": "{x}"}
 def causal_linear(feature: str = "elu", normalize: bool = False, eps: float = 1e-6):
     """Linear attention (Katharopoulos et al., 2020) in its causal form: each row sums
     ``phi(q) . phi(k_j) v_j`` over earlier keys. Written quadratically here; the Triton
-    backend runs it chunked with a carried state (Lightning Attention-2)."""
+    backend runs it chunked (Lightning Attention-2, with per-block states summed into a
+    prefix): its work grows linearly with the length."""
     if feature not in _FEATURES:
         raise AttncompError(f"causal_linear: feature must be one of {sorted(_FEATURES)}, got {feature!r}")
     phi_q, phi_k = (_FEATURES[feature].format(x=x) for x in ("Q[b,h,m,d]", "K[b,h,n,d]"))

@@ -115,7 +115,8 @@ def test_offsets_past_two_to_the_31_elements():
                                          ("causal_linear", 130)])
 def test_tile_contract(name, length):
     """The kernel touches exactly the layout's partial and full tiles, and evaluates the
-    mask once per partial tile and never on a full one."""
+    mask once per partial tile and never on a full one; linear terms (all of causal_linear's)
+    never visit a full tile: they read two prefix states per run of them."""
     variant = REGISTRY[name]
     program = variant.build()
     ex = variant.example(length or 0, batch=2, heads=3, head_dim=16)
@@ -123,15 +124,18 @@ def test_tile_contract(name, length):
     inputs = example_inputs(program, ex)
     kernel = ac.compile(program, backend="triton", block=(16, 32), count=True)
     kernel(**inputs, **tensors)
-    stats = kernel.last_stats.view(ex.batch, ex.heads, -1, 3)
+    stats = kernel.last_stats.view(ex.batch, ex.heads, -1, 4)
     layout = ac.analyze(program, ex.q_len, ex.kv_len, (16, 32), tensors=tensors, batch=ex.batch, heads=ex.heads)
     partial, full = layout.row_blocks()
+    runs = layout.full.runs_per_row().reshape(*layout.shape, -1)
+    linear = name == "causal_linear"
     for b in range(ex.batch):
         for h in range(ex.heads):
             g = (b % layout.shape[0], h % layout.shape[1])
             assert stats[b, h, :, 0].tolist() == partial[g].tolist()
-            assert stats[b, h, :, 1].tolist() == full[g].tolist()
+            assert stats[b, h, :, 1].tolist() == (full[g] * (not linear)).tolist()
             assert stats[b, h, :, 2].tolist() == partial[g].tolist()
+            assert stats[b, h, :, 3].tolist() == (runs[g] * linear).tolist()
     c = layout.counts
     assert int(stats[..., 0].sum()) == (c["partial"] * ex.batch * ex.heads) // layout.groups
     assert c["empty"] > 0

@@ -7,7 +7,8 @@ program owns one query tile of one (batch, head); one loop function walks its ro
 key blocks with the mask applied, then its full key blocks without it (``IS_FULL``). Block
 lists are the BlockLayout's compressed rows, so empty blocks are never visited. This module
 writes only the variant's pieces: the mask, the score expressions and state updates of
-each term, the epilogue, and the names and parameters they read.
+each term, the epilogue, and the names and parameters they read. Linear terms also get
+the states kernel's body and the loads of their prefix states per run of full blocks.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from ...ir.program import Program
 from ...ir.lowering import QK, KernelPlan, X
 from .syntax import HELPERS, TritonPrinter
 
-RESERVED = {"Out", "Lse", "Stats", "H", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "IDX", "CONFIGS", "tuned",
-            "tl", "triton", "torch", "functools"}
+RESERVED = {"Out", "Lse", "Stats", "H", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "R_OFF", "R_START", "R_STOP", "PS", "PZ",
+            "IDX", "CONFIGS", "tuned", "tl", "triton", "torch", "functools"}
 HOLE = re.compile(r"^( *)# <<(\w+)>>")
+SECTION = re.compile(r"^ *# <<(if|end) (\w+)>>")
 INDEX_NAMES = ("q_idx", "off_b", "off_h", "sm_scale", "qk_scale")  # kernel values the loop's expressions may read
 
 
@@ -34,18 +36,32 @@ def template() -> str:
     return text[text.index("# <<docstring>>"):]
 
 
-def fill(skeleton: str, holes: dict[str, list[str]]) -> str:
+def fill(skeleton: str, holes: dict[str, list[str]], sections: dict[str, bool] | None = None) -> str:
     """``skeleton`` with every hole line ``# <<name>>`` replaced by the lines ``holes[name]``
-    at the marker's indentation (none: the line goes).
+    at the marker's indentation (none: the line goes), and the lines between ``# <<if name>>``
+    and ``# <<end name>>`` kept only where ``sections[name]`` holds.
 
     >>> print(fill("def f():\\n    # <<body>> what f returns\\n", {"body": ["x = 1", "return x"]}), end="")
     def f():
         x = 1
         return x
+    >>> print(fill("a\\n# <<if extra>>\\nb\\n# <<end extra>>\\n", {}, {"extra": False}), end="")
+    a
     """
-    out, seen = [], set()
+    out, seen, skipping = [], set(), None
     for line in skeleton.splitlines():
+        section = SECTION.match(line)
+        if section is not None:
+            kind, name = section.groups()
+            if kind == "if" and not (sections or {})[name]:
+                skipping = name
+            elif kind == "end" and skipping == name:
+                skipping = None
+            continue
         match = HOLE.match(line)
+        if skipping is not None:  # a hole in a dropped section is filled with nothing
+            seen |= {match.group(2)} if match else set()
+            continue
         if match is None:
             out.append(line)
             continue
@@ -61,6 +77,7 @@ class _Gen:
     def __init__(self, program: Program, plan: KernelPlan):
         self.program, self.plan = program, plan
         self.single = len(plan.terms) == 1
+        self.linear = [i for i, t in enumerate(plan.terms) if t.kind == "linear"]  # chunked, via prefix states
         self.names = {"m": "q_idx", "n": "kv_idx", "b": "off_b", "h": "off_h"}
         for i in range(len(plan.terms)):
             self.names[f"acc{i}"] = self.n("acc", i)
@@ -128,8 +145,7 @@ class _Gen:
         """What each term carries through the key loop, one line per term."""
         lines = []
         for i, t in enumerate(self.plan.terms):
-            names = ["acc"] + ["l_i", "m_i"] * (t.kind == "softmax") + ["state"] * (t.kind == "linear") + \
-                ["z"] * (t.kind == "linear" and t.rowsum) + ["rowsum"] * t.rowsum
+            names = ["acc"] + ["l_i", "m_i"] * (t.kind == "softmax") + ["rowsum"] * t.rowsum
             lines.append(", ".join(self.n(x, i) for x in names) + ",")
         return lines
 
@@ -149,14 +165,16 @@ class _Gen:
             lines.append(f"{k} = tl.where(col_ok & (offs_d[:, None] < HEAD_DIM), {phi}, 0.0)  # phi(k)")
         return lines
 
+    def load_v(self) -> list[str]:
+        v = self.plan.v
+        return [f"v = tl.load({v} + b64 * stride_{v}_b"
+                f" + n64[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
+                "            mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)"]
+
     def scores(self) -> list[str]:
         """The V tile, then per term: its K tile, scores, weights and state update."""
-        v = self.plan.v
-        lines = [f"v = tl.load({v} + b64 * stride_{v}_b"
-                 f" + n64[:, None] * stride_{v}_n + offs_e[None, :] * stride_{v}_e,",
-                 "            mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)"]
+        lines = self.load_v()
         for i, t in enumerate(self.plan.terms):
-            lines += self.load_k(i)
             q, k, acc, qk = self.n("q", i), self.n("k", i), self.n("acc", i), self.n("qk", i)
             update = [f"{qk} = tl.dot({q}, {k}, input_precision=DOT_PRECISION)"]
             if t.kind == "softmax":
@@ -176,14 +194,64 @@ class _Gen:
                 if t.rowsum:
                     update.append(f"{self.n('rowsum', i)} += tl.sum(w, 1)")
             if t.kind != "linear":
-                lines += update
+                lines += self.load_k(i) + update
                 continue
-            lines.append("if IS_FULL:  # linear attention, chunked: a full tile folds into the carried phi(K)^T V")
-            lines.append(f"    {self.n('state', i)} += tl.dot({k}, v.to(tl.float32), input_precision=DOT_PRECISION)")
-            if t.rowsum:
-                lines.append(f"    {self.n('z', i)} += tl.sum({k}, 1)")
-            lines += ["else:  # a partial tile: the masked quadratic form"] + ["    " + line for line in update]
+            # linear attention, chunked: full tiles come from the prefix states (the runs hole)
+            lines += ["if not IS_FULL:  # a partial tile: the masked quadratic form"]
+            lines += ["    " + line for line in self.load_k(i) + update]
         return lines
+
+    # --- linear terms: the states kernel and the prefix states per run --------------------------
+    def state_inputs(self) -> list[str]:
+        """The inputs the states kernel reads: the linear terms' K and the V."""
+        return list(dict.fromkeys([self.plan.terms[i].scores.k for i in self.linear] + [self.plan.v])) \
+            if self.linear else []
+
+    def states(self) -> dict[str, list[str]]:
+        """The states kernel's holes: per key block, each linear term's phi(K_j)^T V_j."""
+        names = self.state_inputs()
+        params = [", ".join([n] + [f"stride_{n}_{x}" for x in self.letters(n)] + [f"STATE_GROUPS_{n}"]) + ","
+                  for n in names]
+        heads = [f"{n} += (off_s // STATE_GROUPS_{n}).to(tl.int64) * stride_{n}_h" for n in names]
+        body = self.load_v() if self.linear else []
+        for t, i in enumerate(self.linear):
+            k = self.n("k", i)
+            body += self.load_k(i)
+            body.append(f"tl.store(PS + (blk + {t}) * (BLOCK_D * BLOCK_DV) + offs_s, "
+                        f"tl.dot({k}, v.to(tl.float32), input_precision=DOT_PRECISION).to(tl.float64))")
+            if self.plan.terms[i].rowsum:
+                body.append(f"tl.store(PZ + (blk + {t}) * BLOCK_D + offs_d, tl.sum({k}, 1).to(tl.float64))")
+        return {"state_params": params, "state_heads": heads, "states": body}
+
+    def runs(self) -> list[str]:
+        """Per linear term: the run's state ``P[hi] - P[lo]``, subtracted in float64."""
+        lines = []
+        for t, i in enumerate(self.linear):
+            lines.append(f"{self.n('state', i)} += (tl.load(PS + (hi + {t}) * (BLOCK_D * BLOCK_DV) + offs_s)"
+                         f" - tl.load(PS + (lo + {t}) * (BLOCK_D * BLOCK_DV) + offs_s)).to(tl.float32)")
+            if self.plan.terms[i].rowsum:
+                lines.append(f"{self.n('z', i)} += (tl.load(PZ + (hi + {t}) * BLOCK_D + offs_d)"
+                             f" - tl.load(PZ + (lo + {t}) * BLOCK_D + offs_d)).to(tl.float32)")
+        return lines
+
+    def launch_states(self) -> list[str]:
+        if not self.linear:
+            return ["prefix = prefix_z = out  # no linear terms: unused", "state_group = 1"]
+        names = self.state_inputs()
+        return [
+            f"state_h = math.lcm({', '.join(f'{n}.shape[1]' for n in names)})  # each input's head is a function of it",
+            "state_group = H // state_h",
+            "prefix = torch.zeros((B * state_h, num_k_blocks + 1, N_LINEAR, pow2(D), pow2(DV)), dtype=torch.float64,",
+            "                     device=q.device)",
+            "prefix_z = torch.zeros((B * state_h, num_k_blocks + 1, N_LINEAR, pow2(D)), dtype=torch.float64, device=q.device)",
+            "attncomp_states[(num_k_blocks, B * state_h)](",
+            "    prefix, prefix_z, N, num_k_blocks, state_h, scale,",
+            "    " + " ".join(f"{n}, *{n}.stride(), state_h // {n}.shape[1]," for n in names),
+            "    HEAD_DIM=D, HEAD_DIM_V=DV, BLOCK_N=block_n, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), DOT_PRECISION=precision,",
+            ")",
+            "# the prefix sum over key blocks, in float64: a run's P[hi] - P[lo] loses nothing to cancellation",
+            "prefix, prefix_z = prefix.cumsum(1), prefix_z.cumsum(1)",
+        ]
 
     def reads_hole(self, reads: set[str], tensors: dict[str, set[int]]) -> list[str]:
         """The loop function's variant-specific parameters (and its calls' arguments)."""
@@ -282,9 +350,12 @@ class _Gen:
             loop_reads.add("qk_scale")
         init, epilogue = self.init(), self.epilogue()
         kernel_reads, _ = self.scope()
+        states = self.states()  # reads sm_scale at most (a key map reads no index: ir.lowering)
+        self.scope()
         return {"state": self.state(), "reads": self.reads_hole(loop_reads, loop_tensors), "mask": mask,
                 "scores": scores, "params": self.params(), "prologue": self.prologue(loop_reads | kernel_reads),
-                "init": init, "epilogue": epilogue, **self.launch()}
+                "init": init, "runs": self.runs(), "epilogue": epilogue, **states,
+                "launch_states": self.launch_states(), **self.launch()}
 
 def generate_source(program: Program, plan: KernelPlan) -> str:
     """The standalone module: template.py with the variant's docstring, constants, helpers,
@@ -317,5 +388,8 @@ def generate_source(program: Program, plan: KernelPlan) -> str:
     ]
     constants = [f"SCALE = {program.params.get('scale')!r}  # None: 1 / sqrt(head_dim)"]
     constants += [f"{k.upper()} = tl.constexpr({v!r})" for k, v in params.items()]
+    constants += [f"N_LINEAR = tl.constexpr({len(gen.linear)})  # linear terms, run chunked with prefix states",
+                  f"VISIT_FULL = tl.constexpr({len(gen.linear) < len(plan.terms)})  # whether a term walks full tiles"]
     helpers = [line for h in sorted(gen.printer.helpers) for line in (HELPERS[h].strip(), "", "")]
-    return fill(template(), {"docstring": docstring, "constants": constants, "helpers": helpers, **holes})
+    return fill(template(), {"docstring": docstring, "constants": constants, "helpers": helpers, **holes},
+                {"linear": bool(gen.linear)})

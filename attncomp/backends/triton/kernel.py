@@ -49,7 +49,8 @@ class TritonKernel(Kernel):
     ``block`` is (BLOCK_M, BLOCK_N), the tile of both the kernel and the analysis;
     ``store_lse`` also returns the logsumexp of single-softmax kernels; after a call
     with ``count=True``, ``kernel.last_stats`` holds per program (partial tiles, full
-    tiles, mask evaluations).
+    tiles visited, mask evaluations, runs of full tiles read as prefix states: linear
+    terms do not visit full tiles).
 
     >>> import torch, attncomp as ac
     >>> kernel = ac.compile(ac.variants.causal(), backend="triton", block=(16, 16))
@@ -62,6 +63,7 @@ class TritonKernel(Kernel):
         super().__init__(spec)
         refuse_unfaithful(self.program.mask, "Triton", self.spec.name)
         self.lowered = lower(self.program)
+        self.visits_full = any(t.kind != "linear" for t in self.lowered.terms)
         # tl.arange needs powers of two and tl.dot at least 16 rows and columns
         self.block = block_shape(block, self.spec.name, power_of_two=True, minimum=16)
         self.store_lse, self.count = flag("store_lse", store_lse, self.spec.name), flag("count", count, self.spec.name)
@@ -90,8 +92,14 @@ class TritonKernel(Kernel):
         def build():
             layout = self.layout(bound)
             as_t = lambda a: torch.from_numpy(a.astype("int32")).to(device)
-            partial, full = layout.partial.csr(), layout.full.csr()  # the launch needs tile lists
-            return layout, (as_t(partial.offsets), as_t(partial.indices), as_t(full.offsets), as_t(full.indices))
+            partial = layout.partial.csr()  # the launch needs tile lists
+            # full tiles as lists only where a term walks them; linear terms read runs of them
+            full = layout.full.csr() if self.visits_full else None
+            unused = torch.zeros(1, dtype=torch.int32, device=device)
+            runs = layout.full
+            return layout, (as_t(partial.offsets), as_t(partial.indices),
+                            as_t(full.offsets) if full else unused, as_t(full.indices) if full else unused,
+                            as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
         return self.cache.get(bound, device, build)
 
     def run(self, bound: Bound) -> torch.Tensor:

@@ -13,9 +13,18 @@ partial key blocks (``IS_FULL=False``: the mask applies) and then on its full on
 (``IS_FULL=True``: no mask). The block lists are the analysis's compressed rows, so empty
 blocks are never visited.
 
+Linear terms (``phi(Q) phi(K)^T V``) run chunked, as Lightning Attention-2 does, with the
+sequential carry replaced by a prefix sum so that query blocks stay independent: a first
+kernel (``attncomp_states``) writes each key block's state ``phi(K_j)^T V_j``, a float64
+prefix sum over blocks follows, and a query block adds ``P[b] - P[a]`` for each run
+``[a, b)`` of its full key blocks -- two loads per run instead of a visit per tile. Only
+partial tiles see the quadratic form; a kernel whose terms are all linear never walks its
+full tiles (``VISIT_FULL``).
+
 Holes, module level:
   docstring   the module's docstring: the variant and the Program it implements
-  constants   SCALE and the variant's parameters as ``tl.constexpr``
+  constants   SCALE, the variant's parameters, N_LINEAR (linear terms) and VISIT_FULL (whether
+              any term walks the full tiles), as ``tl.constexpr``
   helpers     Python's floor ``//`` and ``%``, where the expressions need them
 Holes, loop function (one visit per listed key block):
   state       the values each term carries through the key loop, as parameters and results
@@ -27,11 +36,19 @@ Holes, kernel:
   params      the variant's inputs with their strides, runtime tensors with strides and sizes
   prologue    index names the variant's expressions read (``q_idx``, ``qk_scale``, ...)
   init        the q tiles (after a feature map phi(q)) and each term's initial state
+  runs        linear terms: per run of full key blocks, the difference of two prefix states
   epilogue    normalization, carried-state readout, gates, ``out = <output expression>``,
               and the logsumexp of a single softmax
+Sections (kept only where the variant has linear terms, so other kernels carry no dead code):
+  linear      the prefix-state loads of the kernel and the states kernel
+Holes, states kernel (linear terms):
+  state_params    the linear terms' K inputs and V: pointers, strides, state heads per head
+  state_heads     each of those pointers offset to its head
+  states          the V tile; per linear term phi(K_j) and its stored state
 Holes, launch:
   launch_params   the variant's input and runtime tensor names
   launch_inputs   the interpreter's bfloat16 cast, ``q, k, v`` and the runtime tensors as passed
+  launch_states   linear terms: the states kernel and the prefix sum (else unused placeholders)
   launch_args     the variant's pointers, strides and sizes, in ``params`` order
 """
 
@@ -92,7 +109,9 @@ def attncomp_fwd(
     Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
-    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    R_OFF, R_START, R_STOP,  # per row: the runs [start, stop) of full key blocks (for linear terms)
+    PS, PZ, STATE_GROUP,  # linear terms: prefix states over key blocks; query heads per state head
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, NUM_K_BLOCKS, sm_scale,
     # <<params>>
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -114,6 +133,7 @@ def attncomp_fwd(
     n_partial = 0
     n_full = 0
     n_mask = 0
+    n_runs = 0
     # this row's key blocks, from the analysis (compressed rows; empty blocks are absent)
     row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m
     # partial blocks: mask and score mod
@@ -128,26 +148,65 @@ def attncomp_fwd(
         b64, offs_n, offs_d, offs_e, kv_len,
         HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=False,
     )
-    # full blocks: score mod only
-    (
-        # <<state>>
-        n_full, n_mask,
-    ) = _attn_fwd_inner(
-        # <<state>>
-        n_full, n_mask,
-        # <<reads>>
-        F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
-        b64, offs_n, offs_d, offs_e, kv_len,
-        HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
-    )
+    if VISIT_FULL:  # full blocks: score mod only
+        (
+            # <<state>>
+            n_full, n_mask,
+        ) = _attn_fwd_inner(
+            # <<state>>
+            n_full, n_mask,
+            # <<reads>>
+            F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
+            b64, offs_n, offs_d, offs_e, kv_len,
+            HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
+        )
+    # <<if linear>>
+    # linear terms: a run [lo, hi) of full key blocks adds P[hi] - P[lo] of the prefix states
+    head = (off_b * (H // STATE_GROUP) + off_h // STATE_GROUP).to(tl.int64) * (NUM_K_BLOCKS + 1)
+    offs_s = offs_d[:, None] * BLOCK_DV + offs_e[None, :]
+    for r in range(tl.load(R_OFF + row), tl.load(R_OFF + row + 1)):
+        lo = (head + tl.load(R_START + r)) * N_LINEAR
+        hi = (head + tl.load(R_STOP + r)) * N_LINEAR
+        # <<runs>> per linear term t: state += P[hi + t] - P[lo + t] (and its sum of phi(k))
+        if COUNT:
+            n_runs += 1
+    # <<end linear>>
     # <<epilogue>> ends with out = the output tile
     tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m + offs_e[None, :] * stride_Out_e,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))
     if COUNT:  # tiles touched and mask evaluations, per program
         pid = off_bh * NUM_Q_BLOCKS + start_m
-        tl.store(Stats + pid * 3 + 0, n_partial)
-        tl.store(Stats + pid * 3 + 1, n_full)
-        tl.store(Stats + pid * 3 + 2, n_mask)
+        tl.store(Stats + pid * 4 + 0, n_partial)
+        tl.store(Stats + pid * 4 + 1, n_full)
+        tl.store(Stats + pid * 4 + 2, n_mask)
+        tl.store(Stats + pid * 4 + 3, n_runs)
+# <<if linear>>
+
+
+@triton.jit
+def attncomp_states(
+    PS, PZ, kv_len, NUM_K_BLOCKS, STATE_H, sm_scale,
+    # <<state_params>>
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """One key block of one (batch, state head): each linear term's phi(K_j)^T V_j (and the
+    sum of phi(K_j)), stored at block j + 1 of the prefix (block 0 stays zero)."""
+    start_j = tl.program_id(0)
+    off_bs = tl.program_id(1)
+    off_s = off_bs % STATE_H
+    b64 = (off_bs // STATE_H).to(tl.int64)
+    start_n = start_j * BLOCK_N
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    n64 = (start_n + offs_n).to(tl.int64)
+    col_ok = (start_n + offs_n)[None, :] < kv_len  # key lanes past kv_len add nothing
+    offs_s = offs_d[:, None] * BLOCK_DV + offs_e[None, :]
+    blk = (off_bs.to(tl.int64) * (NUM_K_BLOCKS + 1) + start_j + 1) * N_LINEAR
+    # <<state_heads>>
+    # <<states>>
+# <<end linear>>
 
 
 @functools.lru_cache
@@ -163,10 +222,12 @@ def attention(
     # <<launch_params>>
     blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False,
 ):
-    """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices):
-    the analysis's compressed rows as int32 tensors on the inputs' device, for groups of shape
-    `layout_shape` (batch, heads; 1 where the mask does not depend on it) and the tile
-    (block_m, block_n) they were built for. Returns (out, lse, stats).
+    """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
+    run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
+    blocks as int32 tensors on the inputs' device, for groups of shape `layout_shape` (batch,
+    heads; 1 where the mask does not depend on it) and the tile (block_m, block_n) they were
+    built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
+    tiles visited, mask evaluations, runs of full tiles read as prefix states).
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     # <<launch_inputs>> defines out_dtype, q, k, v and gate_dim
@@ -175,15 +236,18 @@ def attention(
     out = torch.empty((B, H, M, DV), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, M), dtype=torch.float32, device=q.device) if store_lse else out
     grid = (triton.cdiv(M, block_m), B * H)
-    stats = torch.zeros(grid[0] * grid[1] * 3, dtype=torch.int32, device=q.device) if count else out
+    stats = torch.zeros(grid[0] * grid[1] * 4, dtype=torch.int32, device=q.device) if count else out
     pow2 = lambda x: max(16, triton.next_power_of_2(x))
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    num_k_blocks = triton.cdiv(N, block_n)
+    # <<launch_states>> defines prefix, prefix_z and state_group
     tuned(block_m, block_n, not interpreted)[grid](
-        out, lse, stats, *out.stride(), *blocks,
-        M, N, H, layout_shape[0], layout_shape[1], grid[0], scale,
+        out, lse, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
+        M, N, H, layout_shape[0], layout_shape[1], grid[0], num_k_blocks, scale,
         # <<launch_args>>
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
-        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION=precision,
     )
     out = out.to(out_dtype)
-    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 3) if count else None)
+    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 4) if count else None)

@@ -30,6 +30,8 @@ import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) == exp2(x * LOG2E)
 SCALE = None  # None: 1 / sqrt(head_dim)
+N_LINEAR = tl.constexpr(0)  # linear terms, run chunked with prefix states
+VISIT_FULL = tl.constexpr(True)  # whether a term walks full tiles
 
 # Launch configurations, for triton.autotune on a GPU (the knobs tutorial 06 tunes). The
 # block lists were built for one BLOCK_M x BLOCK_N tile, so a launch tunes among the
@@ -91,7 +93,9 @@ def attncomp_fwd(
     Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
-    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    R_OFF, R_START, R_STOP,  # per row: the runs [start, stop) of full key blocks (for linear terms)
+    PS, PZ, STATE_GROUP,  # linear terms: prefix states over key blocks; query heads per state head
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, NUM_K_BLOCKS, sm_scale,
     Q, stride_Q_b, stride_Q_h, stride_Q_m, stride_Q_d,
     K, stride_K_b, stride_K_h, stride_K_n, stride_K_d, GROUPS_K,
     V, stride_V_b, stride_V_h, stride_V_n, stride_V_e, GROUPS_V,
@@ -123,6 +127,7 @@ def attncomp_fwd(
     n_partial = 0
     n_full = 0
     n_mask = 0
+    n_runs = 0
     # this row's key blocks, from the analysis (compressed rows; empty blocks are absent)
     row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m
     # partial blocks: mask and score mod
@@ -141,22 +146,22 @@ def attncomp_fwd(
         b64, offs_n, offs_d, offs_e, kv_len,
         HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=False,
     )
-    # full blocks: score mod only
-    (
-        acc, l_i, m_i,
-        n_full, n_mask,
-    ) = _attn_fwd_inner(
-        acc, l_i, m_i,
-        n_full, n_mask,
-        q,
-        K, stride_K_b, stride_K_n, stride_K_d,
-        V, stride_V_b, stride_V_n, stride_V_e,
-        doc_ptr, doc_s0, doc_s1, doc_n1,
-        q_idx, off_b, qk_scale,
-        F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
-        b64, offs_n, offs_d, offs_e, kv_len,
-        HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
-    )
+    if VISIT_FULL:  # full blocks: score mod only
+        (
+            acc, l_i, m_i,
+            n_full, n_mask,
+        ) = _attn_fwd_inner(
+            acc, l_i, m_i,
+            n_full, n_mask,
+            q,
+            K, stride_K_b, stride_K_n, stride_K_d,
+            V, stride_V_b, stride_V_n, stride_V_e,
+            doc_ptr, doc_s0, doc_s1, doc_n1,
+            q_idx, off_b, qk_scale,
+            F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1),
+            b64, offs_n, offs_d, offs_e, kv_len,
+            HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
+        )
     acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # empty rows give 0
     if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows
         tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)
@@ -165,9 +170,10 @@ def attncomp_fwd(
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))
     if COUNT:  # tiles touched and mask evaluations, per program
         pid = off_bh * NUM_Q_BLOCKS + start_m
-        tl.store(Stats + pid * 3 + 0, n_partial)
-        tl.store(Stats + pid * 3 + 1, n_full)
-        tl.store(Stats + pid * 3 + 2, n_mask)
+        tl.store(Stats + pid * 4 + 0, n_partial)
+        tl.store(Stats + pid * 4 + 1, n_full)
+        tl.store(Stats + pid * 4 + 2, n_mask)
+        tl.store(Stats + pid * 4 + 3, n_runs)
 
 
 @functools.lru_cache
@@ -183,10 +189,12 @@ def attention(
     Q, K, V, doc,
     blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False,
 ):
-    """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices):
-    the analysis's compressed rows as int32 tensors on the inputs' device, for groups of shape
-    `layout_shape` (batch, heads; 1 where the mask does not depend on it) and the tile
-    (block_m, block_n) they were built for. Returns (out, lse, stats).
+    """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
+    run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
+    blocks as int32 tensors on the inputs' device, for groups of shape `layout_shape` (batch,
+    heads; 1 where the mask does not depend on it) and the tile (block_m, block_n) they were
+    built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
+    tiles visited, mask evaluations, runs of full tiles read as prefix states).
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     out_dtype = Q.dtype
@@ -201,16 +209,20 @@ def attention(
     out = torch.empty((B, H, M, DV), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, M), dtype=torch.float32, device=q.device) if store_lse else out
     grid = (triton.cdiv(M, block_m), B * H)
-    stats = torch.zeros(grid[0] * grid[1] * 3, dtype=torch.int32, device=q.device) if count else out
+    stats = torch.zeros(grid[0] * grid[1] * 4, dtype=torch.int32, device=q.device) if count else out
     pow2 = lambda x: max(16, triton.next_power_of_2(x))
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    num_k_blocks = triton.cdiv(N, block_n)
+    prefix = prefix_z = out  # no linear terms: unused
+    state_group = 1
     tuned(block_m, block_n, not interpreted)[grid](
-        out, lse, stats, *out.stride(), *blocks,
-        M, N, H, layout_shape[0], layout_shape[1], grid[0], scale,
+        out, lse, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
+        M, N, H, layout_shape[0], layout_shape[1], grid[0], num_k_blocks, scale,
         Q, *Q.stride(), K, *K.stride(), H // K.shape[1], V, *V.stride(), H // V.shape[1],
         doc_, *doc_.stride(), *doc_.shape,
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
-        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION=precision,
     )
     out = out.to(out_dtype)
-    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 3) if count else None)
+    return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 4) if count else None)
