@@ -6,10 +6,11 @@ thread; matmul, exp, ALU and memory rates measured by ``attncomp.simulator.this_
 Then both are run and timed here, interleaved. Nothing about these runs is fitted: the CPU
 model is measured with microbenchmarks, the rest is the Program and the exact block layout.
 
-The linear-attention row prices the chunked kernel plan of ``causal_linear`` (prefix states
-over key blocks, Lightning Attention-2) and times that algorithm written in torch, causal
-against its unmasked form: attncomp's CPU backends do not run it chunked (flex has no linear
-attention; the reference evaluates it dense, as the oracle must).
+The linear-attention row prices the chunked kernel plan of ``causal_linear`` (per-block states,
+their prefix sums, the quadratic form on diagonal tiles only: what attncomp's Triton kernel
+runs) and times that algorithm written in torch, causal against its unmasked form: on a CPU
+the Triton kernel runs only in Triton's interpreter, whose time is Python's, flex has no
+linear attention, and the reference evaluates it dense, as the oracle must.
 
     python benchmarks/simulator_vs_cpu.py
 """

@@ -183,8 +183,11 @@ def measure_cpu(threads: int | None = None) -> Hardware:
         return lambda: [fn() for _ in range(loops)]
     exps = loops * x.numel() / best(many(lambda: torch.exp(x, out=out)))
     alu = 2 * loops * x.numel() / best(many(lambda: torch.addcmul(x, x, x, out=out)))
+    # a copy into memory already touched: a fresh allocation (clone) would also time the
+    # page faults of first touch, 5x slower than the DRAM transfer itself on this machine
     big = torch.randn(1 << 25)
-    bandwidth = 2 * big.numel() * 4 / best(lambda: big.clone(), repeat=3)
+    dst = torch.empty_like(big).fill_(0)
+    bandwidth = 2 * big.numel() * 4 / best(lambda: dst.copy_(big), repeat=3)
     clock = 1.0  # rates are per "clock" of 1 ns: per-thread throughputs in units per ns
     per = lambda rate: rate / threads / 1e9 / clock
     partial, streaming = tile_factors()
@@ -259,7 +262,8 @@ def this_cpu(threads: int | None = None, refresh: bool = False) -> Hardware:
     if os.path.exists(CACHE) and not refresh:
         with open(CACHE) as fh:
             cache = json.load(fh)
-    key = f"{threads} threads, model 2"  # model 2: the tile factors measured apart (issue 23)
+    # model 2: the tile factors measured apart (issue 23); 3: bandwidth without page faults
+    key = f"{threads} threads, model 3"
     if key not in cache:
         cache[key] = asdict(measure_cpu(threads))
         os.makedirs(os.path.dirname(CACHE), exist_ok=True)
