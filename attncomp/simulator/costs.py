@@ -27,7 +27,7 @@ Attention's ``phi(Q) (phi(K)^T V)``) is costed as the passes the reference backe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import UnsupportedError
 from ..ir import expr as E
@@ -62,12 +62,29 @@ class Chunked:
     """The chunked form of a kernel's linear terms (all per (batch, KV head) unless noted)."""
 
     key_block_flops: float   # per key block: phi(K_j)^T V_j (and sum phi(K_j) for a normalizer)
-    key_block_bytes: float   # per key block: K and V read; the float64 state zeroed, written,
-    #                          then read and written again by the prefix sum
-    run_bytes: float         # per run of full tiles in a query block: two float64 prefix states loaded
+    kv_block_bytes: float    # per key block: K and V read
+    state_elems: int         # elements of one key block's states, all linear terms
     row_flops: float         # per query block: phi(Q) times the state
     full_tensor_flops: float  # per full tile: what the other (softmax, weighted) terms still do
     visits_full: bool        # whether any term still walks the full tiles
+    prefix_bytes: int = 8    # per prefix element: float64 where some run starts past block 0 (its
+    #                          P[hi] - P[lo] would cancel in float32), else 4 (see :meth:`narrow`)
+
+    @property
+    def key_block_bytes(self) -> float:
+        """Per key block: K and V read; its states zeroed, written, then read and written
+        again by the prefix sum."""
+        return self.kv_block_bytes + 4 * self.state_elems * self.prefix_bytes
+
+    @property
+    def run_bytes(self) -> float:
+        """Per run of full tiles in a query block: two prefix states loaded."""
+        return 2 * self.state_elems * self.prefix_bytes
+
+    def narrow(self, runs_start_past_zero: bool) -> Chunked:
+        """The plan for a layout: float32 prefix states where every run starts at block 0
+        (``P[hi] - P[0]`` is ``P[hi]``: nothing cancels), as the Triton launch chooses."""
+        return self if runs_start_past_zero else replace(self, prefix_bytes=4)
 
 
 @dataclass(frozen=True)
@@ -181,13 +198,11 @@ def _chunked(program: Program, bm: int, bn: int, head_dim: int, value_dim: int, 
     linear = [t for t in plan.terms if t.kind == "linear"]
     if not linear:
         return None
-    # phi(K)^T V and sum phi(K), kept in float64 so that a run's P[hi] - P[lo] does not cancel
-    state = (head_dim * value_dim + head_dim) * 8
     per_term_tile = 2.0 * bm * bn * (head_dim + value_dim)  # the quadratic form of one term
     return Chunked(
         key_block_flops=len(linear) * 2.0 * bn * head_dim * (value_dim + 1),
-        key_block_bytes=kv_bytes + len(linear) * 4 * state,
-        run_bytes=len(linear) * 2 * state,
+        kv_block_bytes=kv_bytes,
+        state_elems=len(linear) * (head_dim * value_dim + head_dim),  # phi(K)^T V and sum phi(K)
         row_flops=len(linear) * 2.0 * bm * head_dim * (value_dim + 1),
         full_tensor_flops=max(0.0, tensor - len(linear) * per_term_tile),
         visits_full=len(linear) < len(plan.terms))

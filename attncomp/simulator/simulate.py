@@ -271,6 +271,9 @@ def simulate(spec: Program | Plan, hardware: str | Hardware = "h100", batch: int
     # a CTA with fewer query rows than its block (decode) still pays whole MMA row groups
     mma_rows = min(bm, -(-rows // MMA_M) * MMA_M) if fam.split_kv else bm
     work, dense_work = _works(planned, mma_rows, bn, head_dim, value_dim, nbytes, fam.hoists_mask)
+    if work.chunked is not None:  # the prefix states' width, as the Triton launch chooses it
+        work = replace(work, chunked=work.chunked.narrow(bool(np.any(layout.full.start > 0))))
+        dense_work = replace(dense_work, chunked=dense_work.chunked.narrow(False))  # one run from block 0
     dense_full = np.full(partial.shape, float(layout.num_kv_blocks))
     # too few CTAs to fill the GPU (decode, small batches): each key range is split and the
     # partial results combined by a second kernel

@@ -99,3 +99,29 @@ def test_other_kernels_carry_no_linear_code():
     assert "attncomp_states" in names(ac.variants.causal_linear())
     source = ac.compile(ac.variants.causal(), backend="triton").source
     assert "attncomp_states" not in names(ac.variants.causal()) and "R_START + r" not in source
+
+
+def test_prefix_width_follows_the_runs(monkeypatch):
+    """float64 prefix states where a run of full tiles starts past block 0 (its P[hi] - P[lo]
+    would cancel in float32), float32 where every run starts at block 0 -- in the kernel's
+    launch and in the simulator's price alike."""
+    from attncomp.simulator.costs import Chunked
+    launched, priced = {}, {}
+    narrow = Chunked.narrow
+    specs = {"causal": ac.variants.causal_linear(), "window": ac.cascade(LINEAR, mask=band(300), name="windowed")}
+    for name, spec in specs.items():
+        kernel = ac.compile(spec, backend="triton", block=(16, 16))
+        module = kernel.module(torch.device("cpu"))
+        launch = module["attention"]
+
+        def spy(*args, _launch=launch, _name=name, **kwargs):
+            launched[_name] = kwargs["wide_prefix"]
+            return _launch(*args, **kwargs)
+        module["attention"] = spy
+        q, k, v = (torch.randn(1, 1, 400, 16) for _ in range(3))
+        kernel(q, k, v)
+        monkeypatch.setattr(Chunked, "narrow", lambda self, wide, _name=name: (
+            priced.setdefault(_name, wide), narrow(self, wide))[1])
+        est = ac.simulate(spec, "h100", heads=4, q_len=4096, head_dim=64)
+        assert est.time_s > 0
+    assert launched == priced == {"causal": False, "window": True}

@@ -218,13 +218,13 @@ class _Gen:
             k = self.n("k", i)
             body += self.load_k(i)
             body.append(f"tl.store(PS + (blk + {t}) * (BLOCK_D * BLOCK_DV) + offs_s, "
-                        f"tl.dot({k}, v.to(tl.float32), input_precision=DOT_PRECISION).to(tl.float64))")
+                        f"tl.dot({k}, v.to(tl.float32), input_precision=DOT_PRECISION).to(PS.dtype.element_ty))")
             if self.plan.terms[i].rowsum:
-                body.append(f"tl.store(PZ + (blk + {t}) * BLOCK_D + offs_d, tl.sum({k}, 1).to(tl.float64))")
+                body.append(f"tl.store(PZ + (blk + {t}) * BLOCK_D + offs_d, tl.sum({k}, 1).to(PZ.dtype.element_ty))")
         return {"state_params": params, "state_heads": heads, "states": body}
 
     def runs(self) -> list[str]:
-        """Per linear term: the run's state ``P[hi] - P[lo]``, subtracted in float64."""
+        """Per linear term: the run's state ``P[hi] - P[lo]``, subtracted in the prefix's dtype."""
         lines = []
         for t, i in enumerate(self.linear):
             lines.append(f"{self.n('state', i)} += (tl.load(PS + (hi + {t}) * (BLOCK_D * BLOCK_DV) + offs_s)"
@@ -236,21 +236,21 @@ class _Gen:
 
     def launch_states(self) -> list[str]:
         if not self.linear:
-            return ["prefix = prefix_z = out  # no linear terms: unused", "state_group = 1"]
+            return ["prefix = prefix_z = out  # no linear terms: unused (and wide_prefix too)", "state_group = 1"]
         names = self.state_inputs()
         return [
             f"state_h = math.lcm({', '.join(f'{n}.shape[1]' for n in names)})  # each input's head is a function of it",
             "state_group = H // state_h",
-            "prefix = torch.zeros((B * state_h, num_k_blocks + 1, N_LINEAR, pow2(D), pow2(DV)), dtype=torch.float64,",
-            "                     device=q.device)",
-            "prefix_z = torch.zeros((B * state_h, num_k_blocks + 1, N_LINEAR, pow2(D)), dtype=torch.float64, device=q.device)",
+            "# float64 where a run starts past block 0: its P[hi] - P[lo] would cancel in float32",
+            "width = torch.float64 if wide_prefix else torch.float32",
+            "prefix = torch.zeros((B * state_h, num_k_blocks + 1, N_LINEAR, pow2(D), pow2(DV)), dtype=width, device=q.device)",
+            "prefix_z = torch.zeros((B * state_h, num_k_blocks + 1, N_LINEAR, pow2(D)), dtype=width, device=q.device)",
             "attncomp_states[(num_k_blocks, B * state_h)](",
             "    prefix, prefix_z, N, num_k_blocks, state_h, scale,",
             "    " + " ".join(f"{n}, *{n}.stride(), state_h // {n}.shape[1]," for n in names),
             "    HEAD_DIM=D, HEAD_DIM_V=DV, BLOCK_N=block_n, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), DOT_PRECISION=precision,",
             ")",
-            "# the prefix sum over key blocks, in float64: a run's P[hi] - P[lo] loses nothing to cancellation",
-            "prefix, prefix_z = prefix.cumsum(1), prefix_z.cumsum(1)",
+            "prefix, prefix_z = prefix.cumsum(1), prefix_z.cumsum(1)  # the prefix sum over key blocks",
         ]
 
     def reads_hole(self, reads: set[str], tensors: dict[str, set[int]]) -> list[str]:

@@ -114,7 +114,8 @@ class TritonKernel(Kernel):
         fn = self.module(device)["attention"]
         with torch.no_grad():
             out, lse, stats = fn(*inputs, *runtime, blocks, layout_shape=layout.shape, block_m=self.block[0],
-                                 block_n=self.block[1], store_lse=self.store_lse, count=self.count)
+                                 block_n=self.block[1], store_lse=self.store_lse, count=self.count,
+                                 wide_prefix=bool((layout.full.start > 0).any()))
         self.last_stats, self.last_lse = stats, lse
         return out
 

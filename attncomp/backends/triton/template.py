@@ -15,8 +15,9 @@ blocks are never visited.
 
 Linear terms (``phi(Q) phi(K)^T V``) run chunked, as Lightning Attention-2 does, with the
 sequential carry replaced by a prefix sum so that query blocks stay independent: a first
-kernel (``attncomp_states``) writes each key block's state ``phi(K_j)^T V_j``, a float64
-prefix sum over blocks follows, and a query block adds ``P[b] - P[a]`` for each run
+kernel (``attncomp_states``) writes each key block's state ``phi(K_j)^T V_j``, a prefix sum
+over blocks follows (float64 where some run starts past block 0, so that its difference
+does not cancel; float32 where all start at 0), and a query block adds ``P[b] - P[a]`` for each run
 ``[a, b)`` of its full key blocks -- two loads per run instead of a visit per tile. Only
 partial tiles see the quadratic form; a kernel whose terms are all linear never walks its
 full tiles (``VISIT_FULL``).
@@ -220,14 +221,16 @@ def tuned(block_m, block_n, tune):
 
 def attention(
     # <<launch_params>>
-    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False,
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True,
 ):
     """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
     run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
     blocks as int32 tensors on the inputs' device, for groups of shape `layout_shape` (batch,
     heads; 1 where the mask does not depend on it) and the tile (block_m, block_n) they were
     built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
-    tiles visited, mask evaluations, runs of full tiles read as prefix states).
+    tiles visited, mask evaluations, runs of full tiles read as prefix states). Linear terms
+    keep their prefix states in float64 when `wide_prefix` (some run starts past block 0),
+    else in float32.
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     # <<launch_inputs>> defines out_dtype, q, k, v and gate_dim

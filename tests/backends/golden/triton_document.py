@@ -187,14 +187,16 @@ def tuned(block_m, block_n, tune):
 
 def attention(
     Q, K, V, doc,
-    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False,
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True,
 ):
     """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
     run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
     blocks as int32 tensors on the inputs' device, for groups of shape `layout_shape` (batch,
     heads; 1 where the mask does not depend on it) and the tile (block_m, block_n) they were
     built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
-    tiles visited, mask evaluations, runs of full tiles read as prefix states).
+    tiles visited, mask evaluations, runs of full tiles read as prefix states). Linear terms
+    keep their prefix states in float64 when `wide_prefix` (some run starts past block 0),
+    else in float32.
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     out_dtype = Q.dtype
@@ -214,7 +216,7 @@ def attention(
     scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     num_k_blocks = triton.cdiv(N, block_n)
-    prefix = prefix_z = out  # no linear terms: unused
+    prefix = prefix_z = out  # no linear terms: unused (and wide_prefix too)
     state_group = 1
     tuned(block_m, block_n, not interpreted)[grid](
         out, lse, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
