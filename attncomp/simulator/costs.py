@@ -62,6 +62,8 @@ class Chunked:
     """The chunked form of a kernel's linear terms (all per (batch, KV head) unless noted)."""
 
     key_block_flops: float   # per key block: phi(K_j)^T V_j (and sum phi(K_j) for a normalizer)
+    key_block_ops: tuple     # per key block: (SFU, ALU) work of the feature maps phi(K_j)
+    row_ops: tuple           # per query block: (SFU, ALU) work of the feature maps phi(Q_i)
     kv_block_bytes: float    # per key block: K and V read
     state_elems: int         # elements of one key block's states, all linear terms
     row_flops: float         # per query block: phi(Q) times the state
@@ -106,13 +108,18 @@ class TileWork:
     kv_inputs: tuple = ()  # (name, bytes per tile) of each key-side input: its share of kv_bytes
 
 
+def work_of(node: E.Expr) -> tuple[int, int]:
+    """(SFU, ALU) work per element of one node (ops not in :data:`WORK` count one ALU op)."""
+    return WORK.get(node.op, ALU)
+
+
 def _weighted_ops(expr: E.Expr, sizes: dict, skip: frozenset = frozenset(), hoisted: bool = True) -> tuple[float, float]:
     """(SFU, ALU) work per tile of the nodes of ``expr`` that vary with the key index ``n``
     (query-only work is done once per query block, not per tile), by broadcast class;
     ``hoisted=False`` counts every node once per element (a kernel that does not hoist)."""
     sfu = alu = 0.0
     for node in E.walk(expr):
-        node_sfu, node_alu = WORK[node.op]
+        node_sfu, node_alu = work_of(node)
         if (node_sfu, node_alu) == FREE or node in skip:
             continue
         letters = E.letters_of(node) | ({node.arg} if node.op in E.REDUCTIONS else set())
@@ -199,8 +206,16 @@ def _chunked(program: Program, bm: int, bn: int, head_dim: int, value_dim: int, 
     if not linear:
         return None
     per_term_tile = 2.0 * bm * bn * (head_dim + value_dim)  # the quadratic form of one term
+
+    def feature_ops(side: str, rows: int) -> tuple[float, float]:
+        """(SFU, ALU) of applying each term's feature map to ``rows`` x head_dim elements."""
+        maps = [getattr(t.scores, side) for t in linear]
+        work = [work_of(n) for phi in maps if phi is not None for n in E.walk(phi) if n.src]
+        return tuple(rows * head_dim * sum(w[i] for w in work) for i in (0, 1))
     return Chunked(
         key_block_flops=len(linear) * 2.0 * bn * head_dim * (value_dim + 1),
+        key_block_ops=feature_ops("phi_k", bn),
+        row_ops=feature_ops("phi_q", bm),
         kv_block_bytes=kv_bytes,
         state_elems=len(linear) * (head_dim * value_dim + head_dim),  # phi(K)^T V and sum phi(K)
         row_flops=len(linear) * 2.0 * bm * head_dim * (value_dim + 1),
@@ -242,7 +257,7 @@ def einsum_passes(program: Program, sizes: dict, dtype_bytes: int = 2) -> list[P
         letters = E.letters_of(eqn.rhs) | set(eqn.letters)
         contraction = bool(letters - set(eqn.letters))
         space = size(letters)
-        ops = sum(sum(WORK.get(n.op, ALU)) for n in E.walk(eqn.rhs) if n.src) * space
+        ops = sum(sum(work_of(n)) for n in E.walk(eqn.rhs) if n.src) * space
         flops = 0.0
         if contraction:
             flops, ops = 2.0 * space, max(0.0, ops - space)  # the product's multiply-adds run on tensor cores

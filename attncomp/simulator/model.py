@@ -195,18 +195,24 @@ def cta_fixed(work: TileWork, hw: Hardware, family: Family, eff: float) -> float
 
 
 def chunk_cycles(work: TileWork, hw: Hardware, eff: float) -> tuple[float, float]:
-    """Per query block of a chunked linear kernel: cycles of ``phi(Q) S`` (the row's product
-    with its carried state), and cycles per run of full tiles (two prefix states loaded)."""
+    """Per query block of a chunked linear kernel: cycles of ``phi(Q)`` and of ``phi(Q) S``
+    (the row's product with its carried state), and cycles per run of full tiles (two
+    prefix states loaded)."""
     c = work.chunked
-    return c.row_flops / (hw.tensor_flops_per_clk * eff), c.run_bytes / hw.hbm_bytes_per_clk_per_sm
+    sfu, alu = c.row_ops
+    return (c.row_flops / (hw.tensor_flops_per_clk * eff) + sfu / hw.exp_per_clk + alu / hw.alu_per_clk,
+            c.run_bytes / hw.hbm_bytes_per_clk_per_sm)
 
 
 def chunk_prepass_seconds(work: TileWork, key_blocks: int, hw: Hardware, eff: float) -> float:
     """The first pass of a chunked linear kernel over ``key_blocks`` (batch x KV heads x key
-    blocks): each block's state ``phi(K)^T V``, then the prefix sum over blocks -- bound by
-    the tensor cores or by HBM, whichever is slower, plus its launch."""
+    blocks): each block's feature map ``phi(K)`` and state ``phi(K)^T V``, then the prefix sum
+    over blocks -- bound by compute or by HBM, whichever is slower, plus its launch."""
     c = work.chunked
-    compute = key_blocks * c.key_block_flops / (hw.peak_tflops * 1e12 * eff)
+    sfu, alu = c.key_block_ops
+    per_clk = hw.sms * hw.clock_ghz * 1e9
+    compute = key_blocks * (c.key_block_flops / (hw.peak_tflops * 1e12 * eff) + sfu / (hw.exp_per_clk * per_clk)
+                            + alu / (hw.alu_per_clk * per_clk))
     return max(compute, key_blocks * c.key_block_bytes / (hw.hbm_gbps * 1e9)) + hw.launch_us * 1e-6
 
 
