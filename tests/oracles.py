@@ -16,28 +16,32 @@ import torch.nn.functional as F
 
 
 def sdpa(q, k, v, mask=None, bias=None, scale=None):
-    """Float64 attention by SDPA; rows with no allowed key give 0."""
+    """Float64 attention by SDPA; rows with no allowed key give 0, and zero gradients (such a
+    row attends to every key inside SDPA, so nothing is NaN, and is then replaced by 0)."""
     hq, hk = q.shape[1], k.shape[1]
     if hk != hq:
         k, v = k.repeat_interleave(hq // hk, 1), v.repeat_interleave(hq // hk, 1)
     attn = torch.zeros(q.shape[0], q.shape[1], q.shape[2], k.shape[2], dtype=q.dtype)
     if bias is not None:
         attn = attn + bias
-    if mask is not None:
-        attn = attn.masked_fill(~mask, float("-inf"))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn, scale=scale)
+    empty = None
     if mask is not None:
         empty = ~mask.any(-1, keepdim=True)
-        out = torch.where(empty.expand_as(out[..., :1]), torch.zeros_like(out), out)
+        attn = attn.masked_fill(~(mask | empty), float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn, scale=scale)
+    if empty is not None:
+        out = torch.where(empty.expand(*out.shape[:-1], 1), torch.zeros_like(out), out)
     return out
 
 
 def attend_scores(q, k, v, f, mask=None):
     """softmax(f(q k^T / sqrt(d))) v for a score transform f, dense, in float64."""
     s = f(torch.einsum("bhmd,bhnd->bhmn", q, k) / math.sqrt(q.shape[-1]))
-    if mask is not None:
-        s = s.masked_fill(~mask, float("-inf"))
-    return torch.einsum("bhmn,bhne->bhme", torch.softmax(s, -1), v)
+    if mask is None:
+        return torch.einsum("bhmn,bhne->bhme", torch.softmax(s, -1), v)
+    empty = ~mask.any(-1, keepdim=True)  # such rows give 0 (and zero gradients, not NaN)
+    p = torch.softmax(s.masked_fill(~(mask | empty), float("-inf")), -1)
+    return torch.einsum("bhmn,bhne->bhme", torch.where(empty, 0.0, p), v)
 
 
 def grid(q_len, kv_len):

@@ -19,6 +19,7 @@ blocks in the BlockMask.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import replace
 
@@ -223,6 +224,8 @@ class FlexKernel(Kernel):
     True
     """
 
+    differentiable = True  # FlexAttention's backward, on GPUs; on CPU torch has none (refused in run)
+
     def __init__(self, spec: Program | Plan, block: int | tuple[int, int] = 128, compiled: bool = True):
         super().__init__(spec)
         program = self.program
@@ -273,8 +276,16 @@ class FlexKernel(Kernel):
     def run(self, bound: Bound) -> torch.Tensor:
         parts, _ = match_softmax(self.program)
         q, k, v = (bound.inputs[n] for n in (parts.q, parts.k, parts.v))
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (bound.inputs | bound.tensors).values())
+        if grad and q.device.type == "cpu":
+            raise UnsupportedError(f"FlexAttention has no backward on CPU tensors (torch {torch.__version__}, "
+                                   f"compiled or eager), and an input requires grad", variant=self.spec.name,
+                                   hint="For gradients on CPU use backend='reference' (or backend='triton' in "
+                                        "Triton's interpreter); flex computes them on CUDA tensors; for inference "
+                                        "run under torch.no_grad()")
         bm = self.block_mask(bound, q.device)
-        with torch.no_grad(), warnings.catch_warnings():
+        # FlexAttention's own backward (the BlockMask's q-side lists are exact: the analysis's)
+        with contextlib.nullcontext() if grad else torch.no_grad(), warnings.catch_warnings():
             # eager flex_attention warns that it is unfused; eager is what was asked for
             warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
             return self.namespace["run"](q, k, v, *(bound.tensors[t] for t in self.program.tensors),

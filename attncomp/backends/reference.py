@@ -212,6 +212,8 @@ class ReferenceKernel(Kernel):
     (torch.Size([1, 2, 5, 8]), True)
     """
 
+    differentiable = True
+
     def __init__(self, spec: Program | Plan, budget: int = DEFAULT_BUDGET):
         super().__init__(spec)
         self.budget = positive_int("budget", budget, self.spec.name, limit=2 ** 62)  # elements per chunk
@@ -221,8 +223,9 @@ class ReferenceKernel(Kernel):
         return self.spec  # as written: the oracle must not depend on the passes it checks
 
     def run(self, bound: Bound) -> torch.Tensor:
-        with torch.no_grad():
-            return run(self.program, bound, self.budget)
+        # differentiable by construction: plain autograd through the dense evaluation (which
+        # keeps every chunk's intermediates for the backward, so memory grows with them)
+        return run(self.program, bound, self.budget)
 
     def __repr__(self) -> str:
         return f"ReferenceKernel({self.program.name})"

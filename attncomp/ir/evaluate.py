@@ -181,9 +181,14 @@ class _Evaluator:
         if e.op == "reduce_max":
             return Value(top.squeeze(dim), tuple(l for l in x.letters if l != letter))
         # Safe softmax: a row whose entries are all -inf (or masked out) gives zeros, not NaN.
+        # Its gradient is zero there too: exp(-inf - 0) = 0 has derivative 0, never NaN.
         top = torch.where(torch.isneginf(top), torch.zeros_like(top), top)
         p = x.t - top
-        p.exp_()
+        if p.requires_grad:  # out of place: autograd keeps exp's output for the backward
+            p = p.exp()
+            total = p.sum(dim, keepdim=True)
+            return Value(p / torch.where(total == 0, torch.ones_like(total), total), x.letters)
+        p.exp_()  # in place: a [rows, keys] chunk is the reference's largest buffer
         total = p.sum(dim, keepdim=True)
         return Value(p.mul_(torch.where(total == 0, torch.ones_like(total), total).reciprocal_()), x.letters)
 

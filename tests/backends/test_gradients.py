@@ -1,0 +1,145 @@
+"""Gradients of every library variant (dQ, dK, dV and captured float tensors such as bias
+tables) against float64 autograd through the independent plain-torch oracles of
+tests/oracles.py, which never import attncomp; gradcheck on the reference."""
+
+import pytest
+import torch
+from oracles import oracle
+
+import attncomp as ac
+from attncomp.variants import REGISTRY, example_inputs
+
+NAMES = sorted(REGISTRY)
+
+
+def flex_accepts(name):
+    try:
+        ac.compile(REGISTRY[name].build(), backend="flex", compiled=False)
+    except ac.AttncompError:
+        return False
+    return True
+
+
+SPECS = [n for n in NAMES if flex_accepts(n)]  # attention specs: one softmax of a score mod, masked
+
+
+def case(name, q_len, kv_len=None, heads=4, head_dim=8, **overrides):
+    variant = REGISTRY[name]
+    program = variant.build(**overrides)
+    ex = variant.example(q_len, kv_len, batch=2, heads=heads, head_dim=head_dim, **overrides)
+    tensors = variant.example_tensors(ex, seed=7, **overrides)
+    inputs = example_inputs(program, ex, dtype=torch.float64, seed=3)
+    return variant, program, ex, tensors, inputs
+
+
+def gradients(fn, inputs, tensors, seed=11):
+    """``fn``'s output and the gradients of ``<out, g>`` (g random) with respect to every
+    input and every floating-point runtime tensor, by name (zeros where unused)."""
+    xs = {k: v.detach().clone().requires_grad_() for k, v in inputs.items()}
+    ts = {k: v.detach().double().requires_grad_() if v.is_floating_point() else v for k, v in tensors.items()}
+    out = fn(xs, ts)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    wrt = {**xs, **{k: t for k, t in ts.items() if t.requires_grad}}
+    grads = torch.autograd.grad((out.double() * g).sum(), list(wrt.values()), allow_unused=True)
+    return out, {k: torch.zeros_like(t) if d is None else d for (k, t), d in zip(wrt.items(), grads)}
+
+
+def check(name, q_len, kv_len=None, heads=4, backend="reference", options=None, **overrides):
+    variant, program, ex, tensors, inputs = case(name, q_len, kv_len, heads, **overrides)
+    kernel = ac.compile(program, backend=backend, **(options or {}))
+    out, got = gradients(lambda xs, ts: kernel(**xs, **ts), inputs, tensors)
+    args = variant.arguments(**overrides)
+    want_out, want = gradients(lambda xs, ts: oracle(name, args, ts, xs, ex.q_len, ex.kv_len), inputs, tensors)
+    torch.testing.assert_close(out.double(), want_out, rtol=1e-9, atol=1e-10)
+    assert got.keys() == want.keys()
+    for k in got:
+        assert not torch.isnan(got[k]).any(), k
+        # a captured table declared float32 is read in float32, as torch would: its gradient
+        # carries float32's rounding of the values it was computed from
+        tol = dict(rtol=1e-7, atol=1e-9) if k in inputs else dict(rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(got[k].double(), want[k], **tol, msg=lambda m, k=k: f"d{k}: {m}")
+    return got
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_gradients_match_the_oracle(name):
+    check(name, 100)
+
+
+@pytest.mark.parametrize("length", [1, 63, 200, 257])
+@pytest.mark.parametrize("name", ["causal", "document", "alibi", "t5_bias", "softcap", "gqa", "differential"])
+def test_reference_gradients_ragged_lengths(name, length):
+    check(name, length, heads=8 if name == "gqa" else 4)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if REGISTRY[n].cross])
+@pytest.mark.parametrize("q_len,kv_len", [(70, 133), (133, 70)])
+def test_reference_gradients_cross_lengths(name, q_len, kv_len):
+    check(name, q_len, kv_len)
+
+
+def test_fully_masked_rows_have_zero_gradients():
+    """Rows with no key give 0 and send no gradient anywhere: not NaN, not a stray term."""
+    def late(b, h, q_idx, kv_idx):
+        return (q_idx >= 40) & (kv_idx <= q_idx)
+    kernel = ac.compile(ac.attention(mask=late, name="late"))
+    q, k, v = (torch.randn(1, 2, 64, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    out = kernel(q, k, v)
+    g = torch.randn_like(out)
+    out.backward(g)
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all()
+    assert torch.equal(q.grad[:, :, :40], torch.zeros_like(q.grad[:, :, :40]))
+    # K and V get exactly what the rows >= 40 send them, computed without the empty rows
+    q2, k2, v2 = q.detach()[:, :, 40:], k.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
+    s = (q2 @ k2.transpose(-1, -2) / 8 ** 0.5).masked_fill(torch.ones(24, 64, dtype=torch.bool).triu(41),
+                                                            float("-inf"))
+    (torch.softmax(s, -1) @ v2).backward(g[:, :, 40:])
+    torch.testing.assert_close(k.grad, k2.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(v.grad, v2.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_gradcheck(name):
+    """torch.autograd.gradcheck in float64 (fast mode: random projections of the Jacobian)."""
+    variant, program, ex, tensors, inputs = case(name, 12, heads=2, head_dim=4)
+    kernel = ac.compile(program)
+    # tables declared float32 are read in float32, too coarse for finite differences: their
+    # gradients are checked against the oracle above
+    learn = [k for k, t in tensors.items() if t.is_floating_point() and program.tensors[k].dtype == "float64"]
+    names = list(inputs) + learn
+    values = [inputs[k].requires_grad_() for k in inputs] + [tensors[k].requires_grad_() for k in learn]
+
+    def fn(*args):
+        given = dict(zip(names, args))
+        return kernel(**{k: given[k] for k in inputs}, **{**tensors, **{k: given[k] for k in learn}})
+    assert torch.autograd.gradcheck(fn, values, fast_mode=True)
+
+
+def test_flex_backward_on_cpu_is_refused_by_name():
+    """torch has no FlexAttention backward on CPU (compiled or eager): an AttncompError that
+    names the backends that can, never a detached output or torch's NotImplementedError."""
+    for compiled in (True, False):
+        kernel = ac.compile(ac.variants.causal(), backend="flex", compiled=compiled)
+        q, k, v = (torch.randn(1, 2, 64, 8, requires_grad=True) for _ in range(3))
+        with pytest.raises(ac.AttncompError, match=r"FlexAttention has no backward on CPU") as err:
+            kernel(q, k, v)
+        assert "backend='reference'" in str(err.value) and "triton" in str(err.value)
+        with torch.no_grad():
+            assert kernel(q, k, v).shape == q.shape  # inference is unaffected
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", SPECS)
+def test_flex_gradients_on_gpu(name):
+    """FlexAttention's own backward with attncomp's BlockMask, captured tensors included."""
+    variant, program, ex, tensors, inputs = case(name, 200, heads=4)
+    kernel = ac.compile(program, backend="flex")
+    cuda = lambda d: {k: v.cuda() for k, v in d.items()}  # noqa: E731
+    out, got = gradients(lambda xs, ts: kernel(**cuda(xs), **cuda(ts)), inputs, tensors)
+    args = variant.arguments()
+    _, want = gradients(lambda xs, ts: oracle(name, args, ts, xs, ex.q_len, ex.kv_len), inputs, tensors)
+    for k in got:
+        err = (got[k].double().cpu() - want[k]).abs().max() / want[k].abs().max().clamp_min(1e-12)
+        assert err < 1e-4, (k, float(err))
