@@ -63,7 +63,7 @@ class Kernel(abc.ABC):
         return self.run(bound)
 
     def _refuse_grad(self, bound: Bound) -> None:
-        """Never a silently detached output: until this backend has a backward, an input that
+        """Never a silently detached output: where this kernel has no backward, an input that
         requires grad (with grad mode on) is an error."""
         if self.differentiable or not torch.is_grad_enabled():
             return
@@ -72,7 +72,8 @@ class Kernel(abc.ABC):
             raise UnsupportedError(f"{', '.join(needing)} require(s) grad, but the {self.backend} backend has no "
                                    f"backward yet, so its output would be detached from the graph",
                                    variant=self.spec.name,
-                                   hint="Run under torch.no_grad() or pass .detach()ed tensors for inference")
+                                   hint="backend='reference' is differentiable for every Program; for inference "
+                                        "run under torch.no_grad() or pass .detach()ed tensors")
 
 
 @dataclass(frozen=True)

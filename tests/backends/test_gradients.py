@@ -2,11 +2,14 @@
 tables) against float64 autograd through the independent plain-torch oracles of
 tests/oracles.py, which never import attncomp; gradcheck on the reference."""
 
+import numpy as np
 import pytest
 import torch
 from oracles import oracle
 
 import attncomp as ac
+from attncomp.backends.triton.codegen import differentiable
+from attncomp.ir.lowering import lower
 from attncomp.variants import REGISTRY, example_inputs
 
 NAMES = sorted(REGISTRY)
@@ -21,22 +24,26 @@ def flex_accepts(name):
 
 
 SPECS = [n for n in NAMES if flex_accepts(n)]  # attention specs: one softmax of a score mod, masked
+TRITON = [n for n in NAMES if differentiable(lower(REGISTRY[n].build()))]
 
 
-def case(name, q_len, kv_len=None, heads=4, head_dim=8, **overrides):
+def case(name, q_len, kv_len=None, heads=4, head_dim=8, batch=2, **overrides):
     variant = REGISTRY[name]
     program = variant.build(**overrides)
-    ex = variant.example(q_len, kv_len, batch=2, heads=heads, head_dim=head_dim, **overrides)
+    ex = variant.example(q_len, kv_len, batch=batch, heads=heads, head_dim=head_dim, **overrides)
     tensors = variant.example_tensors(ex, seed=7, **overrides)
     inputs = example_inputs(program, ex, dtype=torch.float64, seed=3)
     return variant, program, ex, tensors, inputs
 
 
-def gradients(fn, inputs, tensors, seed=11):
+def gradients(fn, inputs, tensors, seed=11, dtype=torch.float64):
     """``fn``'s output and the gradients of ``<out, g>`` (g random) with respect to every
-    input and every floating-point runtime tensor, by name (zeros where unused)."""
-    xs = {k: v.detach().clone().requires_grad_() for k, v in inputs.items()}
-    ts = {k: v.detach().double().requires_grad_() if v.is_floating_point() else v for k, v in tensors.items()}
+    input and every floating-point runtime tensor, by name (zeros where unused). Inputs
+    in ``dtype``; float tensors in float64, or as declared when ``dtype`` is lower."""
+    xs = {k: v.detach().to(dtype).requires_grad_() for k, v in inputs.items()}
+    wide = dtype == torch.float64
+    ts = {k: (v.detach().double() if wide else v.detach().clone()).requires_grad_() if v.is_floating_point() else v
+          for k, v in tensors.items()}
     out = fn(xs, ts)
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     wrt = {**xs, **{k: t for k, t in ts.items() if t.requires_grad}}
@@ -143,3 +150,89 @@ def test_flex_gradients_on_gpu(name):
     for k in got:
         err = (got[k].double().cpu() - want[k]).abs().max() / want[k].abs().max().clamp_min(1e-12)
         assert err < 1e-4, (k, float(err))
+
+
+def check_triton(name, q_len, kv_len=None, heads=2, block=(16, 32), batch=2, **overrides):
+    """Triton's gradients (float32, interpreter) against the float64 oracle's, within twice
+    the error of the float32 reference's own gradients (error-ratio tolerance)."""
+    variant, program, ex, tensors, inputs = case(name, q_len, kv_len, heads, batch=batch, **overrides)
+    args = variant.arguments(**overrides)
+    _, want = gradients(lambda xs, ts: oracle(name, args, ts, xs, ex.q_len, ex.kv_len), inputs, tensors)
+    kernel = ac.compile(program, backend="triton", block=block, count=True)
+    _, got = gradients(lambda xs, ts: kernel(**xs, **ts), inputs, tensors, dtype=torch.float32)
+    reference = ac.compile(program)
+    _, base = gradients(lambda xs, ts: reference(**xs, **ts), inputs, tensors, dtype=torch.float32)
+    assert got.keys() == want.keys()
+    for k in got:
+        assert torch.isfinite(got[k]).all(), k
+        err, ref_err = ((x.double() - want[k]).abs().max().item() for x in (got[k], base[k]))
+        assert err <= 2 * ref_err + 1e-6 * (1 + want[k].abs().max().item()), (k, err, ref_err)
+    return kernel, program, ex, tensors
+
+
+@pytest.mark.parametrize("name", TRITON)
+def test_triton_gradients_match_the_oracle(name):
+    if REGISTRY[name].length is not None:  # grids fix their length (3-D: 200-500 tokens): one batch, one head
+        check_triton(name, 0, heads=1, batch=1)
+    else:
+        check_triton(name, 64, heads=4 if name in ("alibi", "gqa") else 2)
+
+
+@pytest.mark.parametrize("length", [1, 63, 200, 257])
+@pytest.mark.parametrize("name", ["causal", "document", "gqa"])
+def test_triton_gradients_ragged_lengths(name, length):
+    check_triton(name, length, heads=4 if name == "gqa" else 1, batch=1 if name == "gqa" else 2)
+
+
+@pytest.mark.parametrize("name", ["sliding_window", "t5_bias"])
+@pytest.mark.parametrize("q_len,kv_len", [(40, 97), (97, 40)])
+def test_triton_gradients_cross_lengths(name, q_len, kv_len):
+    check_triton(name, q_len, kv_len)
+
+
+def test_triton_fully_masked_rows_have_zero_gradients():
+    def late(b, h, q_idx, kv_idx):
+        return (q_idx >= 40) & (kv_idx <= q_idx)
+    kernel = ac.compile(ac.attention(mask=late, name="late"), backend="triton", block=(16, 16))
+    q, k, v = (torch.randn(1, 2, 64, 16, requires_grad=True) for _ in range(3))
+    out = kernel(q, k, v)
+    out.backward(torch.randn_like(out))
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all()
+    assert torch.equal(q.grad[:, :, :40], torch.zeros_like(q.grad[:, :, :40]))
+
+
+@pytest.mark.parametrize("name,length", [("document", 150), ("neighborhood_2d", None), ("per_head_window", 100)])
+def test_triton_backward_tile_contract(name, length):
+    """The dQ pass visits exactly each row's partial and full tiles, the dK/dV pass each
+    column's; the mask is evaluated on partial tiles only."""
+    kernel, program, ex, tensors = check_triton(name, length or 0, heads=2)
+    layout = ac.analyze(program, ex.q_len, ex.kv_len, (16, 32), tensors=tensors, batch=ex.batch, heads=ex.heads)
+    rows_q, rows_k = kernel.last_backward_stats
+    partial, full = layout.row_blocks()
+    dense = lambda runs: runs.csr()  # noqa: E731
+    cols = {}
+    for kind, runs in (("partial", layout.partial), ("full", layout.full)):
+        csr = dense(runs)
+        row = np.repeat(np.arange(len(csr.offsets) - 1), np.diff(csr.offsets))
+        col = row // layout.num_q_blocks * layout.num_kv_blocks + csr.indices
+        cols[kind] = np.bincount(col, minlength=layout.groups * layout.num_kv_blocks).reshape(
+            *layout.shape, layout.num_kv_blocks)
+    stats_q = rows_q.view(ex.batch, ex.heads, -1, 2)
+    stats_k = rows_k.view(ex.batch, ex.heads, -1, 2)
+    for b in range(ex.batch):
+        for h in range(ex.heads):
+            g = (b % layout.shape[0], h % layout.shape[1])
+            assert stats_q[b, h, :, 0].tolist() == (partial[g] + full[g]).tolist()
+            assert stats_q[b, h, :, 1].tolist() == partial[g].tolist()
+            assert stats_k[b, h, :, 0].tolist() == (cols["partial"][g] + cols["full"][g]).tolist()
+            assert stats_k[b, h, :, 1].tolist() == cols["partial"][g].tolist()
+
+
+@pytest.mark.parametrize("name", ["differential", "sigmoid_attention", "causal_linear", "gated_attention"])
+def test_triton_cascades_refuse_gradients_by_name(name):
+    variant, program, ex, tensors, inputs = case(name, 40)
+    kernel = ac.compile(program, backend="triton", block=(16, 16))
+    xs = {k: v.float().requires_grad_() for k, v in inputs.items()}
+    with pytest.raises(ac.AttncompError, match="no backward"):
+        kernel(**xs, **tensors)

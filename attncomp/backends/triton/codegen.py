@@ -19,10 +19,11 @@ from pathlib import Path
 
 from ...ir import expr as E
 from ...ir.program import Program
+from ...ir.autodiff import ONE, derivative, float_loads
 from ...ir.lowering import QK, KernelPlan, X
 from .syntax import HELPERS, TritonPrinter
 
-RESERVED = {"Out", "Lse", "Stats", "H", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "R_OFF", "R_START", "R_STOP", "PS", "PZ",
+RESERVED = {"Out", "Lse", "Rows", "Stats", "H", "P_OFF", "P_IDX", "F_OFF", "F_IDX", "R_OFF", "R_START", "R_STOP", "PS", "PZ",
             "IDX", "CONFIGS", "tuned", "tl", "triton", "torch", "functools"}
 HOLE = re.compile(r"^( *)# <<(\w+)>>")
 SECTION = re.compile(r"^ *# <<(if|end) (\w+)>>")
@@ -78,6 +79,7 @@ class _Gen:
         self.program, self.plan = program, plan
         self.single = len(plan.terms) == 1
         self.linear = [i for i, t in enumerate(plan.terms) if t.kind == "linear"]  # chunked, via prefix states
+        self.backward = differentiable(plan)
         self.names = {"m": "q_idx", "n": "kv_idx", "b": "off_b", "h": "off_h"}
         for i in range(len(plan.terms)):
             self.names[f"acc{i}"] = self.n("acc", i)
@@ -313,7 +315,10 @@ class _Gen:
                       f"gate{j} = tl.dot(x.to(tl.float32), wg.to(tl.float32), input_precision=DOT_PRECISION)"]
         if self.single and self.plan.terms[0].kind == "softmax":
             lines += ["if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows",
-                      "    tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)"]
+                      "    tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)",
+                      "if STORE_ROWS:  # the row's max (base 2) and sum: the backward recomputes p exactly",
+                      "    tl.store(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, m_i, mask=row_ok)",
+                      "    tl.store(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2 + 1, l_i, mask=row_ok)"]
         lines.append(f"out = {self.expr(self.plan.output)}")
         return lines
 
@@ -342,6 +347,65 @@ class _Gen:
         return {"launch_params": [", ".join(inputs + [t.name for t in self.tensors]) + ","],
                 "launch_inputs": lines, "launch_args": args}
 
+    # --- the backward kernels (FlashAttention-2) ------------------------------------------------
+    def captured(self) -> list[str]:
+        """The captured tensors whose float values the score reads: they get gradients."""
+        return list(dict.fromkeys(n.arg.name for n in float_loads(self.plan.terms[0].logits))) \
+            if self.backward else []
+
+    def backward_holes(self) -> dict[str, list[str]]:
+        names = ("grad_params", "bwd_prologue", "bwd_q_idx", "bwd_rows", "bwd_kv", "bwd_mask", "bwd_scores",
+                 "bwd_captured", "launch_grads", "grad_args", "grad_returns")
+        if not self.backward:
+            return {n: [] for n in names}
+        t = self.plan.terms[0]
+        q = t.scores.q
+        rows = [f"q = tl.load({q} + b64 * stride_{q}_b + h64 * stride_{q}_h"
+                f" + m64[:, None] * stride_{q}_m + offs_d[None, :] * stride_{q}_d,",
+                "            mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)",
+                "do = tl.load(DO + (off_bh.to(tl.int64) * q_len + m64[:, None]) * HEAD_DIM_V + offs_e[None, :],",
+                "             mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V), other=0.0)",
+                "m_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, mask=row_ok, other=0.0)",
+                "l_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2 + 1, mask=row_ok, other=1.0)",
+                "m_i = tl.where(m_i == float(\"-inf\"), 0.0, m_i)  # a row with no key: its p is 0 anyway",
+                "l_i = tl.where(l_i == 0.0, 1.0, l_i)",
+                "delta = tl.load(Delta + off_bh.to(tl.int64) * q_len + offs_m, mask=row_ok, other=0.0)"]
+        slope = derivative(t.logits, QK)
+        dqk = "ds" if slope == ONE else "tl.zeros_like(ds)  # the score mod ignores the score" if slope is None \
+            else f"ds * ({self.expr(slope, qk='qk')})"
+        scaled = "qk * qk_scale" if self.plain_scale(t) else f"({self.expr(t.logits, qk='qk')}) * LOG2E"
+        scores = ["qk = tl.dot(q, k, input_precision=DOT_PRECISION)",
+                  f"s = tl.where(keep, {scaled}, float(\"-inf\"))  # base-2 logits, as the forward's",
+                  "p = tl.exp2(s - m_i[:, None]) / l_i[:, None]",
+                  "dp = tl.dot(do, tl.trans(v).to(tl.float32), input_precision=DOT_PRECISION)",
+                  "ds = p * (dp - delta[:, None])  # d loss / d logits",
+                  f"dqk = {dqk}  # d loss / d q.k"]
+        captured = []
+        for load in float_loads(t.logits):
+            d = derivative(t.logits, load)
+            if d is not None:
+                grad = f"{load.arg.name}_grad"
+                value = ("ds" if d == ONE else f"ds * ({self.expr(d, qk='qk')})") + ".to(tl.float64)"
+                captured.append(self.printer.scatter_add(load, grad, value, "keep"))
+        mask = [f"keep = keep & ({self.expr(self.plan.mask)})"] if self.plan.mask is not None else []
+        kv = self.load_k(0) + self.load_v()
+        reads, _ = self.scope()
+        names_ = self.captured()
+        strides = lambda n: ", ".join(f"{n}_grad_s{i}" for i in range(len(self.program.tensors[n].dims)))  # noqa: E731
+        return {
+            "grad_params": [f"{n}_grad, {strides(n)}," for n in names_],
+            "bwd_prologue": [f"{n} += (off_h // GROUPS_{n}).to(tl.int64) * stride_{n}_h" for n in self.key_side()]
+            + (["qk_scale = sm_scale * LOG2E"] if self.plain_scale(t) else []),
+            "bwd_q_idx": ["q_idx = offs_m[:, None]"] if "q_idx" in reads else [],
+            "bwd_rows": rows, "bwd_kv": kv, "bwd_mask": mask, "bwd_scores": scores, "bwd_captured": captured,
+            # float64: a table entry sums a term from every pair that reads it, in any order
+            "launch_grads": [f"{n}_grad = torch.zeros({n}.shape, dtype=torch.float64, device=q.device)"
+                             for n in names_],
+            "grad_args": [f"{n}_grad, *{n}_grad.stride()," for n in names_],
+            "grad_returns": ["return (*grads, {" + ", ".join(f"{n!r}: {n}_grad.to({n}.dtype)" for n in names_)
+                             + "}, stats)"],
+        }
+
     def holes(self) -> dict[str, list[str]]:
         # the loop's pieces first, then the kernel's: each function gets only the names its code reads
         mask, scores = self.mask(), self.scores()
@@ -352,10 +416,11 @@ class _Gen:
         kernel_reads, _ = self.scope()
         states = self.states()  # reads sm_scale at most (a key map reads no index: ir.lowering)
         self.scope()
+        backward = self.backward_holes()
         return {"state": self.state(), "reads": self.reads_hole(loop_reads, loop_tensors), "mask": mask,
                 "scores": scores, "params": self.params(), "prologue": self.prologue(loop_reads | kernel_reads),
                 "init": init, "runs": self.runs(), "epilogue": epilogue, **states,
-                "launch_states": self.launch_states(), **self.launch()}
+                "launch_states": self.launch_states(), **self.launch(), **backward}
 
 def generate_source(program: Program, plan: KernelPlan) -> str:
     """The standalone module: template.py with the variant's docstring, constants, helpers,
@@ -392,4 +457,15 @@ def generate_source(program: Program, plan: KernelPlan) -> str:
                   f"VISIT_FULL = tl.constexpr({len(gen.linear) < len(plan.terms)})  # whether a term walks full tiles"]
     helpers = [line for h in sorted(gen.printer.helpers) for line in (HELPERS[h].strip(), "", "")]
     return fill(template(), {"docstring": docstring, "constants": constants, "helpers": helpers, **holes},
-                {"linear": bool(gen.linear)})
+                {"linear": bool(gen.linear), "backward": gen.backward})
+
+
+def differentiable(plan: KernelPlan) -> bool:
+    """Whether the backward kernels apply: one softmax term of a raw ``q . k`` (a score mod
+    and a mask allowed, no feature maps, gates or epilogue beyond the normalization).
+    Cascades (sigmoid, differential, gated, linear) get theirs from the adjoint Program."""
+    if len(plan.terms) != 1 or plan.gates:
+        return False
+    t = plan.terms[0]
+    return (t.kind == "softmax" and t.scores.phi_q is None and t.scores.phi_k is None and not t.rowsum
+            and plan.output == E.var("acc0"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
 import torch
 
 from ...errors import AttncompError, UnsupportedError
@@ -22,7 +23,7 @@ from ..binding import Bound
 from ..cache import CallCache
 from ..modules import load_module
 from ..registry import Kernel, register
-from .codegen import generate_source
+from .codegen import differentiable, generate_source
 from ...ir.lowering import lower
 from .syntax import MAX_LEN
 
@@ -52,6 +53,14 @@ class TritonKernel(Kernel):
     tiles visited, mask evaluations, runs of full tiles read as prefix states: linear
     terms do not visit full tiles).
 
+    Single-softmax variants (a mask, a score mod, captured tensors, GQA) are differentiable:
+    FlashAttention-2's backward, generated from the same template (``kernel.source``): a dQ
+    pass over each row's tile lists and a dK/dV pass over each column's, p recomputed from
+    the row max and sum the forward saved, the score mod's derivative from
+    :mod:`attncomp.ir.autodiff`, captured float tensors' gradients scattered with float64
+    atomics. After a backward with ``count=True``, ``kernel.last_backward_stats`` holds per
+    program of each pass (tiles visited, mask evaluations).
+
     >>> import torch, attncomp as ac
     >>> kernel = ac.compile(ac.variants.causal(), backend="triton", block=(16, 16))
     >>> q = k = v = torch.randn(1, 1, 40, 16)
@@ -64,12 +73,15 @@ class TritonKernel(Kernel):
         refuse_unfaithful(self.program.mask, "Triton", self.spec.name)
         self.lowered = lower(self.program)
         self.visits_full = any(t.kind != "linear" for t in self.lowered.terms)
+        # FlashAttention-2 backward kernels for single-softmax variants; others refuse grads
+        self.differentiable = differentiable(self.lowered)
+        self.last_backward_stats = None
         # tl.arange needs powers of two and tl.dot at least 16 rows and columns
         self.block = block_shape(block, self.spec.name, power_of_two=True, minimum=16)
         self.store_lse, self.count = flag("store_lse", store_lse, self.spec.name), flag("count", count, self.spec.name)
         self.source = generate_source(self.program, self.lowered)
         self._module: dict | None = None
-        self.cache = CallCache()
+        self.cache, self.column_cache = CallCache(), CallCache()
         self.last_stats = None
         self.last_lse = None
 
@@ -102,6 +114,23 @@ class TritonKernel(Kernel):
                             as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
         return self.cache.get(bound, device, build)
 
+    def columns(self, bound, device):
+        """Per key block, its partial and full query blocks (the dK/dV pass walks columns):
+        the layout's rows transposed, as int32 tensors, cached."""
+        def build():
+            layout, _ = self.blocks(bound, device)
+            nq, nk = layout.num_q_blocks, layout.num_kv_blocks
+            out = []
+            for csr in (layout.partial.csr(), layout.full.csr()):
+                rows = np.repeat(np.arange(len(csr.offsets) - 1), np.diff(csr.offsets))
+                column = rows // nq * nk + csr.indices  # (group, key block)
+                order = np.argsort(column, kind="stable")
+                offsets = np.zeros(layout.groups * nk + 1, dtype=np.int64)
+                offsets[1:] = np.cumsum(np.bincount(column, minlength=layout.groups * nk))
+                out += [offsets, (rows % nq)[order]]
+            return tuple(torch.from_numpy(a.astype("int32")).to(device) for a in out)
+        return self.column_cache.get(bound, device, build)
+
     def run(self, bound: Bound) -> torch.Tensor:
         device = bound.device
         if max(bound.sizes["m"], bound.sizes["n"]) > MAX_LEN:
@@ -112,6 +141,8 @@ class TritonKernel(Kernel):
         inputs = [bound.inputs[n] for n in self.lowered.inputs]
         runtime = [bound.tensors[t] for t in self.program.tensors]
         fn = self.module(device)["attention"]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs + runtime):
+            return _Attention.apply(self, bound, len(inputs), *inputs, *runtime)
         with torch.no_grad():
             out, lse, stats = fn(*inputs, *runtime, blocks, layout_shape=layout.shape, block_m=self.block[0],
                                  block_n=self.block[1], store_lse=self.store_lse, count=self.count,
@@ -121,3 +152,40 @@ class TritonKernel(Kernel):
 
     def __repr__(self) -> str:
         return f"TritonKernel({self.spec.name}, block={self.block})"
+
+
+class _Attention(torch.autograd.Function):
+    """Ties the generated forward (which saves the logsumexp) to the generated backward
+    kernels: dQ over rows, dK/dV over columns, captured float tensors by atomics."""
+
+    @staticmethod
+    def forward(ctx, kernel: TritonKernel, bound: Bound, n_inputs: int, *tensors: torch.Tensor):
+        layout, blocks = kernel.blocks(bound, bound.device)
+        module = kernel.module(bound.device)
+        q = tensors[0]
+        rows = torch.empty((*q.shape[:3], 2), dtype=torch.float32, device=q.device)  # each row's max and sum
+        with torch.no_grad():
+            out, lse, stats = module["attention"](*tensors, blocks, layout_shape=layout.shape,
+                                                  block_m=kernel.block[0], block_n=kernel.block[1],
+                                                  store_lse=kernel.store_lse, count=kernel.count, rows=rows)
+        kernel.last_stats, kernel.last_lse = stats, lse
+        ctx.kernel, ctx.bound, ctx.n_inputs = kernel, bound, n_inputs
+        ctx.save_for_backward(*tensors, out, rows)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        kernel, bound = ctx.kernel, ctx.bound
+        *tensors, out, rows = ctx.saved_tensors
+        layout, blocks = kernel.blocks(bound, bound.device)
+        columns = kernel.columns(bound, bound.device)
+        with torch.no_grad():
+            dq, dk, dv, captured, stats = kernel.module(bound.device)["backward"](
+                *tensors, out, rows, grad_out, blocks, columns, layout_shape=layout.shape, block_m=kernel.block[0],
+                block_n=kernel.block[1], count=kernel.count)
+        kernel.last_backward_stats = stats
+        term = kernel.lowered.terms[0]
+        by_name = {term.scores.q: dq, term.scores.k: dk, kernel.lowered.v: dv, **captured}
+        names = kernel.lowered.inputs + list(kernel.program.tensors)
+        grads = [by_name.get(n) if t.requires_grad else None for n, t in zip(names, tensors)]
+        return (None, None, None, *grads)

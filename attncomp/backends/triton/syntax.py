@@ -170,6 +170,21 @@ class TritonPrinter:
         value = f"tl.load({name}_ptr + {offset}" + (f", mask={bounds}, other=0)" if bounds else ")")
         return f"({value} != 0)" if e.dtype == E.BOOL else value
 
+    def scatter_add(self, load: E.Expr, grad: str, value: str, keep: str) -> str:
+        """The adjoint of ``load``: ``value`` (a tile) added into ``grad`` (a tensor shaped like
+        the loaded one, strides ``{grad}_s{i}``) at each lane's element, where ``keep`` holds and
+        the index is in range. Atomics, since lanes of a tile may read one element; an index
+        that varies with neither q_idx nor kv_idx takes one atomic of the tile's sum."""
+        idx = [self(s) for s in load.src]
+        offset = " + ".join(f"({x}) * {grad}_s{i}" for i, x in enumerate(idx)) or "0"
+        lanes = [i for i, s in enumerate(load.src) if E.letters_of(s) & {"m", "n"}]
+        if not lanes:
+            return f"tl.atomic_add({grad} + {offset}, tl.sum(tl.sum(tl.where({keep}, {value}, 0.0), 1), 0))"
+        name = load.arg.name
+        bounds = "".join(f" & ({idx[i]} >= 0) & ({idx[i]} < {name}_n{i})" for i in lanes)
+        return (f"tl.atomic_add({grad} + {offset} + tl.zeros([BLOCK_M, BLOCK_N], tl.int64), {value}, "
+                f"mask={keep}{bounds})")
+
     def __call__(self, expr: E.Expr) -> str:
         return format_expr(int64_where_needed(explicit_casts(expr)), self.syntax, names=self.names, leaf=self._leaf)
 

@@ -42,15 +42,28 @@ Holes, kernel:
               and the logsumexp of a single softmax
 Sections (kept only where the variant has linear terms, so other kernels carry no dead code):
   linear      the prefix-state loads of the kernel and the states kernel
+  backward    FlashAttention-2's backward kernels and their launch (single-softmax variants)
 Holes, states kernel (linear terms):
   state_params    the linear terms' K inputs and V: pointers, strides, state heads per head
   state_heads     each of those pointers offset to its head
   states          the V tile; per linear term phi(K_j) and its stored state
+Holes, backward kernels (the dQ pass walks rows, the dK/dV pass columns):
+  grad_params     pointers of the captured float tensors' gradients
+  bwd_prologue    each key-side input offset to its head
+  bwd_q_idx       ``q_idx`` for the tile's rows, where the expressions read it
+  bwd_rows        the query tile: q, dO, each row's max and sum (as the forward left them), delta
+  bwd_kv          the key block's k and v tiles
+  bwd_mask        partial tiles only: ``keep`` narrowed by the mask expression
+  bwd_scores      p recomputed as the forward computed it, dS = p (dP - delta), dqk = dS * f'(q.k)
+  bwd_captured    per float load of a captured tensor: its gradient, scattered
 Holes, launch:
   launch_params   the variant's input and runtime tensor names
   launch_inputs   the interpreter's bfloat16 cast, ``q, k, v`` and the runtime tensors as passed
   launch_states   linear terms: the states kernel and the prefix sum (else unused placeholders)
   launch_args     the variant's pointers, strides and sizes, in ``params`` order
+  launch_grads    backward: a zero float32 gradient per captured float tensor
+  grad_args       backward: those gradients, in ``grad_params`` order
+  grad_returns    backward: the return statement
 """
 
 # <<docstring>>
@@ -107,7 +120,7 @@ def _attn_fwd_inner(
 
 @triton.jit
 def attncomp_fwd(
-    Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
+    Out, Lse, Rows, Stats,  # Lse is written when STORE_LSE, Rows when STORE_ROWS, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
     R_OFF, R_START, R_STOP,  # per row: the runs [start, stop) of full key blocks (for linear terms)
@@ -116,7 +129,7 @@ def attncomp_fwd(
     # <<params>>
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
-    STORE_LSE: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    STORE_LSE: tl.constexpr, STORE_ROWS: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     start_m = tl.program_id(0)  # this program's query tile
     off_bh = tl.program_id(1)
@@ -208,6 +221,128 @@ def attncomp_states(
     # <<state_heads>>
     # <<states>>
 # <<end linear>>
+# <<if backward>>
+
+
+@triton.jit
+def attncomp_bwd_dq(
+    DQ, Rows, Delta, DO, Stats,  # DQ [B, H, M, BLOCK_D] float32; DO float32 [B, H, M, HEAD_DIM_V]
+    P_OFF, P_IDX, F_OFF, F_IDX,  # per row (query block): the partial and the full key blocks
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    # <<params>>
+    # <<grad_params>>
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dQ of one query tile (FlashAttention-2's dQ pass): the row's partial key blocks with
+    the mask applied, then its full ones without it; empty blocks are never visited."""
+    start_m = tl.program_id(0)
+    off_bh = tl.program_id(1)
+    off_b = off_bh // H
+    off_h = off_bh % H
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    b64, h64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), offs_m.to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    row_ok = offs_m < q_len
+    # <<bwd_prologue>> each key-side input offset to its head
+    # <<bwd_q_idx>>
+    # <<bwd_rows>> the query tile's q, dO, row max and sum, and delta
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    n_tiles = 0
+    n_mask = 0
+    row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m
+    for phase in tl.static_range(2):  # 0: partial key blocks (the mask applies), 1: full ones
+        if phase == 0:
+            IDX, lo, hi = P_IDX, tl.load(P_OFF + row), tl.load(P_OFF + row + 1)
+        else:
+            IDX, lo, hi = F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1)
+        for idx in range(lo, hi):
+            start_n = tl.load(IDX + idx) * BLOCK_N
+            kv_idx = (start_n + offs_n)[None, :]
+            n64 = (start_n + offs_n).to(tl.int64)
+            col_ok = kv_idx < kv_len
+            keep = row_ok[:, None] & col_ok
+            if phase == 0:
+                # <<bwd_mask>> keep = keep & (mask expression)
+                if COUNT:
+                    n_mask += 1
+            # <<bwd_kv>> the key block's k (as [BLOCK_D, BLOCK_N]) and v tiles
+            # <<bwd_scores>> p, dS and dS * d(score mod)/d(q.k) of the tile
+            dq += tl.dot(dqk, tl.trans(k).to(tl.float32), input_precision=DOT_PRECISION)
+            if COUNT:
+                n_tiles += 1
+    tl.store(DQ + (off_bh.to(tl.int64) * q_len + m64[:, None]) * BLOCK_D + offs_d[None, :], dq, mask=row_ok[:, None])
+    if COUNT:
+        pid = off_bh * NUM_Q_BLOCKS + start_m
+        tl.store(Stats + pid * 2 + 0, n_tiles)
+        tl.store(Stats + pid * 2 + 1, n_mask)
+
+
+@triton.jit
+def attncomp_bwd_dkdv(
+    DK, DV, Rows, Delta, DO, Stats,  # DK, DV [B, H, N, BLOCK_D | BLOCK_DV] float32, per query head
+    CP_OFF, CP_IDX, CF_OFF, CF_IDX,  # per column (key block): the partial and the full query blocks
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_K_BLOCKS, sm_scale,
+    # <<params>>
+    # <<grad_params>>
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dK and dV of one key block (FlashAttention-2's dK/dV pass), walking the column's
+    partial query blocks with the mask applied, then its full ones; the captured tensors'
+    gradients are scattered here (atomics: a load's adjoint is a scatter-add)."""
+    start_j = tl.program_id(0)
+    off_bh = tl.program_id(1)
+    off_b = off_bh // H
+    off_h = off_bh % H
+    start_n = start_j * BLOCK_N
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    b64, h64 = off_b.to(tl.int64), off_h.to(tl.int64)
+    kv_idx = (start_n + offs_n)[None, :]
+    n64 = (start_n + offs_n).to(tl.int64)
+    col_ok = kv_idx < kv_len
+    # <<bwd_prologue>>
+    # <<bwd_kv>>
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    n_tiles = 0
+    n_mask = 0
+    col = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_K_BLOCKS + start_j
+    for phase in tl.static_range(2):  # 0: partial query blocks (the mask applies), 1: full ones
+        if phase == 0:
+            IDX, lo, hi = CP_IDX, tl.load(CP_OFF + col), tl.load(CP_OFF + col + 1)
+        else:
+            IDX, lo, hi = CF_IDX, tl.load(CF_OFF + col), tl.load(CF_OFF + col + 1)
+        for idx in range(lo, hi):
+            offs_m = tl.load(IDX + idx) * BLOCK_M + tl.arange(0, BLOCK_M)
+            m64 = offs_m.to(tl.int64)
+            row_ok = offs_m < q_len
+            # <<bwd_q_idx>>
+            # <<bwd_rows>>
+            keep = row_ok[:, None] & col_ok
+            if phase == 0:
+                # <<bwd_mask>>
+                if COUNT:
+                    n_mask += 1
+            # <<bwd_scores>>
+            # <<bwd_captured>> the captured float tensors' gradients, scattered with atomics
+            dv += tl.dot(tl.trans(p), do, input_precision=DOT_PRECISION)
+            dk += tl.dot(tl.trans(dqk), q.to(tl.float32), input_precision=DOT_PRECISION)
+            if COUNT:
+                n_tiles += 1
+    rows = off_bh.to(tl.int64) * kv_len + n64[:, None]
+    key_ok = ((start_n + offs_n) < kv_len)[:, None]
+    tl.store(DK + rows * BLOCK_D + offs_d[None, :], dk, mask=key_ok)
+    tl.store(DV + rows * BLOCK_DV + offs_e[None, :], dv, mask=key_ok)
+    if COUNT:
+        pid = off_bh * NUM_K_BLOCKS + start_j
+        tl.store(Stats + pid * 2 + 0, n_tiles)
+        tl.store(Stats + pid * 2 + 1, n_mask)
+# <<end backward>>
 
 
 @functools.lru_cache
@@ -221,7 +356,7 @@ def tuned(block_m, block_n, tune):
 
 def attention(
     # <<launch_params>>
-    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True,
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True, rows=None,
 ):
     """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
     run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
@@ -230,7 +365,9 @@ def attention(
     built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
     tiles visited, mask evaluations, runs of full tiles read as prefix states). Linear terms
     keep their prefix states in float64 when `wide_prefix` (some run starts past block 0),
-    else in float32.
+    else in float32. `rows` (float32 [B, H, M, 2]), where given, receives each row's max of
+    the base-2 logits and its sum of exponentials (single-softmax kernels): the backward
+    recomputes p from them exactly as the forward did.
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     # <<launch_inputs>> defines out_dtype, q, k, v and gate_dim
@@ -246,11 +383,62 @@ def attention(
     num_k_blocks = triton.cdiv(N, block_n)
     # <<launch_states>> defines prefix, prefix_z and state_group
     tuned(block_m, block_n, not interpreted)[grid](
-        out, lse, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
+        out, lse, out if rows is None else rows, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
         M, N, H, layout_shape[0], layout_shape[1], grid[0], num_k_blocks, scale,
         # <<launch_args>>
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
-        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION=precision,
+        STORE_LSE=store_lse, STORE_ROWS=rows is not None, COUNT=count, DOT_PRECISION=precision,
     )
     out = out.to(out_dtype)
     return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 4) if count else None)
+# <<if backward>>
+
+
+def backward(
+    # <<launch_params>>
+    out, rows, grad_out, blocks, columns, layout_shape=(1, 1), block_m=64, block_n=64, count=False,
+):
+    """Gradients for `grad_out` (dOut) of a call of `attention` that returned `out` and
+    filled `rows` (each row's max and sum). `blocks` are the forward's lists (the dQ pass walks rows), `columns`
+    = (partial offsets, partial indices, full offsets, full indices) per key block (the dK/dV
+    pass walks columns). Returns (dQ, dK, dV, {captured tensor: gradient}, stats), stats per
+    program of each pass (tiles visited, mask evaluations) when `count`. Grouped K/V heads
+    get the sum over their group; the captured tensors' gradients accumulate in float64
+    (atomics, in any order: an entry of a table may be read by every pair).
+    """
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    # <<launch_inputs>>
+    B, H, M, D = q.shape
+    N, DV = k.shape[2], v.shape[3]
+    pow2 = lambda x: max(16, triton.next_power_of_2(x))
+    scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    grad_out = grad_out.float().contiguous()
+    delta = (grad_out * out.float()).sum(-1).contiguous()  # D_i = rowsum(dO * O), FlashAttention-2
+    f32 = dict(dtype=torch.float32, device=q.device)
+    dq = torch.zeros((B, H, M, pow2(D)), **f32)
+    dk, dv = torch.zeros((B, H, N, pow2(D)), **f32), torch.zeros((B, H, N, pow2(DV)), **f32)
+    # <<launch_grads>> a float32 gradient per captured float tensor the score reads
+    grid_q, grid_k = (triton.cdiv(M, block_m), B * H), (triton.cdiv(N, block_n), B * H)
+    stats_q = torch.zeros(grid_q[0] * grid_q[1] * 2, dtype=torch.int32, device=q.device) if count else dq
+    stats_k = torch.zeros(grid_k[0] * grid_k[1] * 2, dtype=torch.int32, device=q.device) if count else dq
+    sizes = dict(HEAD_DIM=D, HEAD_DIM_V=DV, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV),
+                 COUNT=count, DOT_PRECISION=precision)
+    attncomp_bwd_dq[grid_q](
+        dq, rows, delta, grad_out, stats_q, *blocks[:4], M, N, H, layout_shape[0], layout_shape[1], grid_q[0], scale,
+        # <<launch_args>>
+        # <<grad_args>>
+        **sizes,
+    )
+    attncomp_bwd_dkdv[grid_k](
+        dk, dv, rows, delta, grad_out, stats_k, *columns, M, N, H, layout_shape[0], layout_shape[1], grid_k[0], scale,
+        # <<launch_args>>
+        # <<grad_args>>
+        **sizes,
+    )
+    grouped = lambda x, n, d: x[..., :d].view(B, n, H // n, N, d).sum(2)  # a K/V head: the sum over its group
+    grads = (dq[..., :D].to(out_dtype), grouped(dk, k.shape[1], D).to(out_dtype),
+             grouped(dv, v.shape[1], DV).to(out_dtype))
+    stats = (stats_q.view(grid_q[1], grid_q[0], 2), stats_k.view(grid_k[1], grid_k[0], 2)) if count else None
+    # <<grad_returns>> return the gradients, the captured tensors' by name, and stats
+# <<end backward>>

@@ -88,7 +88,7 @@ def _attn_fwd_inner(
 
 @triton.jit
 def attncomp_fwd(
-    Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
+    Out, Lse, Rows, Stats,  # Lse is written when STORE_LSE, Rows when STORE_ROWS, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
     R_OFF, R_START, R_STOP,  # per row: the runs [start, stop) of full key blocks (for linear terms)
@@ -99,7 +99,7 @@ def attncomp_fwd(
     V, stride_V_b, stride_V_h, stride_V_n, stride_V_e, GROUPS_V,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
-    STORE_LSE: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    STORE_LSE: tl.constexpr, STORE_ROWS: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     start_m = tl.program_id(0)  # this program's query tile
     off_bh = tl.program_id(1)
@@ -160,6 +160,9 @@ def attncomp_fwd(
     acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # empty rows give 0
     if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows
         tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)
+    if STORE_ROWS:  # the row's max (base 2) and sum: the backward recomputes p exactly
+        tl.store(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, m_i, mask=row_ok)
+        tl.store(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2 + 1, l_i, mask=row_ok)
     out = acc
     tl.store(Out + b64 * stride_Out_b + h64 * stride_Out_h + m64[:, None] * stride_Out_m + offs_e[None, :] * stride_Out_e,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V))
@@ -169,6 +172,163 @@ def attncomp_fwd(
         tl.store(Stats + pid * 4 + 1, n_full)
         tl.store(Stats + pid * 4 + 2, n_mask)
         tl.store(Stats + pid * 4 + 3, n_runs)
+
+
+@triton.jit
+def attncomp_bwd_dq(
+    DQ, Rows, Delta, DO, Stats,  # DQ [B, H, M, BLOCK_D] float32; DO float32 [B, H, M, HEAD_DIM_V]
+    P_OFF, P_IDX, F_OFF, F_IDX,  # per row (query block): the partial and the full key blocks
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_Q_BLOCKS, sm_scale,
+    Q, stride_Q_b, stride_Q_h, stride_Q_m, stride_Q_d,
+    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d, GROUPS_K,
+    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e, GROUPS_V,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dQ of one query tile (FlashAttention-2's dQ pass): the row's partial key blocks with
+    the mask applied, then its full ones without it; empty blocks are never visited."""
+    start_m = tl.program_id(0)
+    off_bh = tl.program_id(1)
+    off_b = off_bh // H
+    off_h = off_bh % H
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    b64, h64, m64 = off_b.to(tl.int64), off_h.to(tl.int64), offs_m.to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    row_ok = offs_m < q_len
+    K += (off_h // GROUPS_K).to(tl.int64) * stride_K_h
+    V += (off_h // GROUPS_V).to(tl.int64) * stride_V_h
+    qk_scale = sm_scale * LOG2E
+    q_idx = offs_m[:, None]
+    q = tl.load(Q + b64 * stride_Q_b + h64 * stride_Q_h + m64[:, None] * stride_Q_m + offs_d[None, :] * stride_Q_d,
+                mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+    do = tl.load(DO + (off_bh.to(tl.int64) * q_len + m64[:, None]) * HEAD_DIM_V + offs_e[None, :],
+                 mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
+    m_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, mask=row_ok, other=0.0)
+    l_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2 + 1, mask=row_ok, other=1.0)
+    m_i = tl.where(m_i == float("-inf"), 0.0, m_i)  # a row with no key: its p is 0 anyway
+    l_i = tl.where(l_i == 0.0, 1.0, l_i)
+    delta = tl.load(Delta + off_bh.to(tl.int64) * q_len + offs_m, mask=row_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    n_tiles = 0
+    n_mask = 0
+    row = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_Q_BLOCKS + start_m
+    for phase in tl.static_range(2):  # 0: partial key blocks (the mask applies), 1: full ones
+        if phase == 0:
+            IDX, lo, hi = P_IDX, tl.load(P_OFF + row), tl.load(P_OFF + row + 1)
+        else:
+            IDX, lo, hi = F_IDX, tl.load(F_OFF + row), tl.load(F_OFF + row + 1)
+        for idx in range(lo, hi):
+            start_n = tl.load(IDX + idx) * BLOCK_N
+            kv_idx = (start_n + offs_n)[None, :]
+            n64 = (start_n + offs_n).to(tl.int64)
+            col_ok = kv_idx < kv_len
+            keep = row_ok[:, None] & col_ok
+            if phase == 0:
+                keep = keep & (q_idx >= kv_idx)
+                if COUNT:
+                    n_mask += 1
+            k = tl.load(K + b64 * stride_K_b + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
+                        mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
+            v = tl.load(V + b64 * stride_V_b + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
+                        mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
+            qk = tl.dot(q, k, input_precision=DOT_PRECISION)
+            s = tl.where(keep, qk * qk_scale, float("-inf"))  # base-2 logits, as the forward's
+            p = tl.exp2(s - m_i[:, None]) / l_i[:, None]
+            dp = tl.dot(do, tl.trans(v).to(tl.float32), input_precision=DOT_PRECISION)
+            ds = p * (dp - delta[:, None])  # d loss / d logits
+            dqk = ds * (sm_scale)  # d loss / d q.k
+            dq += tl.dot(dqk, tl.trans(k).to(tl.float32), input_precision=DOT_PRECISION)
+            if COUNT:
+                n_tiles += 1
+    tl.store(DQ + (off_bh.to(tl.int64) * q_len + m64[:, None]) * BLOCK_D + offs_d[None, :], dq, mask=row_ok[:, None])
+    if COUNT:
+        pid = off_bh * NUM_Q_BLOCKS + start_m
+        tl.store(Stats + pid * 2 + 0, n_tiles)
+        tl.store(Stats + pid * 2 + 1, n_mask)
+
+
+@triton.jit
+def attncomp_bwd_dkdv(
+    DK, DV, Rows, Delta, DO, Stats,  # DK, DV [B, H, N, BLOCK_D | BLOCK_DV] float32, per query head
+    CP_OFF, CP_IDX, CF_OFF, CF_IDX,  # per column (key block): the partial and the full query blocks
+    q_len, kv_len, H, LAYOUT_B, LAYOUT_H, NUM_K_BLOCKS, sm_scale,
+    Q, stride_Q_b, stride_Q_h, stride_Q_m, stride_Q_d,
+    K, stride_K_b, stride_K_h, stride_K_n, stride_K_d, GROUPS_K,
+    V, stride_V_b, stride_V_h, stride_V_n, stride_V_e, GROUPS_V,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dK and dV of one key block (FlashAttention-2's dK/dV pass), walking the column's
+    partial query blocks with the mask applied, then its full ones; the captured tensors'
+    gradients are scattered here (atomics: a load's adjoint is a scatter-add)."""
+    start_j = tl.program_id(0)
+    off_bh = tl.program_id(1)
+    off_b = off_bh // H
+    off_h = off_bh % H
+    start_n = start_j * BLOCK_N
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_e = tl.arange(0, BLOCK_DV)
+    b64, h64 = off_b.to(tl.int64), off_h.to(tl.int64)
+    kv_idx = (start_n + offs_n)[None, :]
+    n64 = (start_n + offs_n).to(tl.int64)
+    col_ok = kv_idx < kv_len
+    K += (off_h // GROUPS_K).to(tl.int64) * stride_K_h
+    V += (off_h // GROUPS_V).to(tl.int64) * stride_V_h
+    qk_scale = sm_scale * LOG2E
+    k = tl.load(K + b64 * stride_K_b + n64[None, :] * stride_K_n + offs_d[:, None] * stride_K_d,
+                mask=col_ok & (offs_d[:, None] < HEAD_DIM), other=0.0)
+    v = tl.load(V + b64 * stride_V_b + n64[:, None] * stride_V_n + offs_e[None, :] * stride_V_e,
+                mask=((start_n + offs_n)[:, None] < kv_len) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    n_tiles = 0
+    n_mask = 0
+    col = ((off_b % LAYOUT_B) * LAYOUT_H + off_h % LAYOUT_H) * NUM_K_BLOCKS + start_j
+    for phase in tl.static_range(2):  # 0: partial query blocks (the mask applies), 1: full ones
+        if phase == 0:
+            IDX, lo, hi = CP_IDX, tl.load(CP_OFF + col), tl.load(CP_OFF + col + 1)
+        else:
+            IDX, lo, hi = CF_IDX, tl.load(CF_OFF + col), tl.load(CF_OFF + col + 1)
+        for idx in range(lo, hi):
+            offs_m = tl.load(IDX + idx) * BLOCK_M + tl.arange(0, BLOCK_M)
+            m64 = offs_m.to(tl.int64)
+            row_ok = offs_m < q_len
+            q_idx = offs_m[:, None]
+            q = tl.load(Q + b64 * stride_Q_b + h64 * stride_Q_h + m64[:, None] * stride_Q_m + offs_d[None, :] * stride_Q_d,
+                        mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+            do = tl.load(DO + (off_bh.to(tl.int64) * q_len + m64[:, None]) * HEAD_DIM_V + offs_e[None, :],
+                         mask=row_ok[:, None] & (offs_e[None, :] < HEAD_DIM_V), other=0.0)
+            m_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, mask=row_ok, other=0.0)
+            l_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2 + 1, mask=row_ok, other=1.0)
+            m_i = tl.where(m_i == float("-inf"), 0.0, m_i)  # a row with no key: its p is 0 anyway
+            l_i = tl.where(l_i == 0.0, 1.0, l_i)
+            delta = tl.load(Delta + off_bh.to(tl.int64) * q_len + offs_m, mask=row_ok, other=0.0)
+            keep = row_ok[:, None] & col_ok
+            if phase == 0:
+                keep = keep & (q_idx >= kv_idx)
+                if COUNT:
+                    n_mask += 1
+            qk = tl.dot(q, k, input_precision=DOT_PRECISION)
+            s = tl.where(keep, qk * qk_scale, float("-inf"))  # base-2 logits, as the forward's
+            p = tl.exp2(s - m_i[:, None]) / l_i[:, None]
+            dp = tl.dot(do, tl.trans(v).to(tl.float32), input_precision=DOT_PRECISION)
+            ds = p * (dp - delta[:, None])  # d loss / d logits
+            dqk = ds * (sm_scale)  # d loss / d q.k
+            dv += tl.dot(tl.trans(p), do, input_precision=DOT_PRECISION)
+            dk += tl.dot(tl.trans(dqk), q.to(tl.float32), input_precision=DOT_PRECISION)
+            if COUNT:
+                n_tiles += 1
+    rows = off_bh.to(tl.int64) * kv_len + n64[:, None]
+    key_ok = ((start_n + offs_n) < kv_len)[:, None]
+    tl.store(DK + rows * BLOCK_D + offs_d[None, :], dk, mask=key_ok)
+    tl.store(DV + rows * BLOCK_DV + offs_e[None, :], dv, mask=key_ok)
+    if COUNT:
+        pid = off_bh * NUM_K_BLOCKS + start_j
+        tl.store(Stats + pid * 2 + 0, n_tiles)
+        tl.store(Stats + pid * 2 + 1, n_mask)
 
 
 @functools.lru_cache
@@ -182,7 +342,7 @@ def tuned(block_m, block_n, tune):
 
 def attention(
     Q, K, V,
-    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True,
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True, rows=None,
 ):
     """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
     run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
@@ -191,7 +351,9 @@ def attention(
     built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
     tiles visited, mask evaluations, runs of full tiles read as prefix states). Linear terms
     keep their prefix states in float64 when `wide_prefix` (some run starts past block 0),
-    else in float32.
+    else in float32. `rows` (float32 [B, H, M, 2]), where given, receives each row's max of
+    the base-2 logits and its sum of exponentials (single-softmax kernels): the backward
+    recomputes p from them exactly as the forward did.
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     out_dtype = Q.dtype
@@ -213,11 +375,62 @@ def attention(
     prefix = prefix_z = out  # no linear terms: unused (and wide_prefix too)
     state_group = 1
     tuned(block_m, block_n, not interpreted)[grid](
-        out, lse, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
+        out, lse, out if rows is None else rows, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
         M, N, H, layout_shape[0], layout_shape[1], grid[0], num_k_blocks, scale,
         Q, *Q.stride(), K, *K.stride(), H // K.shape[1], V, *V.stride(), H // V.shape[1],
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
-        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION=precision,
+        STORE_LSE=store_lse, STORE_ROWS=rows is not None, COUNT=count, DOT_PRECISION=precision,
     )
     out = out.to(out_dtype)
     return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 4) if count else None)
+
+
+def backward(
+    Q, K, V,
+    out, rows, grad_out, blocks, columns, layout_shape=(1, 1), block_m=64, block_n=64, count=False,
+):
+    """Gradients for `grad_out` (dOut) of a call of `attention` that returned `out` and
+    filled `rows` (each row's max and sum). `blocks` are the forward's lists (the dQ pass walks rows), `columns`
+    = (partial offsets, partial indices, full offsets, full indices) per key block (the dK/dV
+    pass walks columns). Returns (dQ, dK, dV, {captured tensor: gradient}, stats), stats per
+    program of each pass (tiles visited, mask evaluations) when `count`. Grouped K/V heads
+    get the sum over their group; the captured tensors' gradients accumulate in float64
+    (atomics, in any order: an entry of a table may be read by every pair).
+    """
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    out_dtype = Q.dtype
+    if out_dtype == torch.bfloat16 and interpreted:
+        # Triton's interpreter has no bfloat16 dot products; bf16 values are exact in float32
+        Q, K, V = Q.float(), K.float(), V.float()
+    q, k, v = Q, K, V
+    gate_dim = 16  # no gates: GATE_DIM and BLOCK_C are unused
+    B, H, M, D = q.shape
+    N, DV = k.shape[2], v.shape[3]
+    pow2 = lambda x: max(16, triton.next_power_of_2(x))
+    scale = SCALE if SCALE is not None else 1.0 / math.sqrt(D)
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    grad_out = grad_out.float().contiguous()
+    delta = (grad_out * out.float()).sum(-1).contiguous()  # D_i = rowsum(dO * O), FlashAttention-2
+    f32 = dict(dtype=torch.float32, device=q.device)
+    dq = torch.zeros((B, H, M, pow2(D)), **f32)
+    dk, dv = torch.zeros((B, H, N, pow2(D)), **f32), torch.zeros((B, H, N, pow2(DV)), **f32)
+    grid_q, grid_k = (triton.cdiv(M, block_m), B * H), (triton.cdiv(N, block_n), B * H)
+    stats_q = torch.zeros(grid_q[0] * grid_q[1] * 2, dtype=torch.int32, device=q.device) if count else dq
+    stats_k = torch.zeros(grid_k[0] * grid_k[1] * 2, dtype=torch.int32, device=q.device) if count else dq
+    sizes = dict(HEAD_DIM=D, HEAD_DIM_V=DV, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV),
+                 COUNT=count, DOT_PRECISION=precision)
+    attncomp_bwd_dq[grid_q](
+        dq, rows, delta, grad_out, stats_q, *blocks[:4], M, N, H, layout_shape[0], layout_shape[1], grid_q[0], scale,
+        Q, *Q.stride(), K, *K.stride(), H // K.shape[1], V, *V.stride(), H // V.shape[1],
+        **sizes,
+    )
+    attncomp_bwd_dkdv[grid_k](
+        dk, dv, rows, delta, grad_out, stats_k, *columns, M, N, H, layout_shape[0], layout_shape[1], grid_k[0], scale,
+        Q, *Q.stride(), K, *K.stride(), H // K.shape[1], V, *V.stride(), H // V.shape[1],
+        **sizes,
+    )
+    grouped = lambda x, n, d: x[..., :d].view(B, n, H // n, N, d).sum(2)  # a K/V head: the sum over its group
+    grads = (dq[..., :D].to(out_dtype), grouped(dk, k.shape[1], D).to(out_dtype),
+             grouped(dv, v.shape[1], DV).to(out_dtype))
+    stats = (stats_q.view(grid_q[1], grid_q[0], 2), stats_k.view(grid_k[1], grid_k[0], 2)) if count else None
+    return (*grads, {}, stats)

@@ -83,7 +83,7 @@ def _attn_fwd_inner(
 
 @triton.jit
 def attncomp_fwd(
-    Out, Lse, Stats,  # Lse is written when STORE_LSE, Stats when COUNT
+    Out, Lse, Rows, Stats,  # Lse is written when STORE_LSE, Rows when STORE_ROWS, Stats when COUNT
     stride_Out_b, stride_Out_h, stride_Out_m, stride_Out_e,
     P_OFF, P_IDX, F_OFF, F_IDX,  # per row: the partial and the full key blocks (compressed rows)
     R_OFF, R_START, R_STOP,  # per row: the runs [start, stop) of full key blocks (for linear terms)
@@ -94,7 +94,7 @@ def attncomp_fwd(
     V, stride_V_b, stride_V_h, stride_V_n, stride_V_e, GROUPS_V,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr, GATE_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_C: tl.constexpr,
-    STORE_LSE: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    STORE_LSE: tl.constexpr, STORE_ROWS: tl.constexpr, COUNT: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     start_m = tl.program_id(0)  # this program's query tile
     off_bh = tl.program_id(1)
@@ -171,7 +171,7 @@ def tuned(block_m, block_n, tune):
 
 def attention(
     Q, K, V,
-    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True,
+    blocks, layout_shape=(1, 1), block_m=64, block_n=64, store_lse=False, count=False, wide_prefix=True, rows=None,
 ):
     """Launch the kernel. `blocks` = (partial offsets, partial indices, full offsets, full indices,
     run offsets, run starts, run stops): the analysis's compressed rows and its runs of full
@@ -180,7 +180,9 @@ def attention(
     built for. Returns (out, lse, stats); stats holds per program (partial tiles visited, full
     tiles visited, mask evaluations, runs of full tiles read as prefix states). Linear terms
     keep their prefix states in float64 when `wide_prefix` (some run starts past block 0),
-    else in float32.
+    else in float32. `rows` (float32 [B, H, M, 2]), where given, receives each row's max of
+    the base-2 logits and its sum of exponentials (single-softmax kernels): the backward
+    recomputes p from them exactly as the forward did.
     """
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's interpreter, as for CPU tensors
     out_dtype = Q.dtype
@@ -202,11 +204,11 @@ def attention(
     prefix = prefix_z = out  # no linear terms: unused (and wide_prefix too)
     state_group = 1
     tuned(block_m, block_n, not interpreted)[grid](
-        out, lse, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
+        out, lse, out if rows is None else rows, stats, *out.stride(), *blocks, prefix, prefix_z, state_group,
         M, N, H, layout_shape[0], layout_shape[1], grid[0], num_k_blocks, scale,
         Q, *Q.stride(), K, *K.stride(), H // K.shape[1], V, *V.stride(), H // V.shape[1],
         HEAD_DIM=D, HEAD_DIM_V=DV, GATE_DIM=gate_dim, BLOCK_D=pow2(D), BLOCK_DV=pow2(DV), BLOCK_C=pow2(gate_dim),
-        STORE_LSE=store_lse, COUNT=count, DOT_PRECISION=precision,
+        STORE_LSE=store_lse, STORE_ROWS=rows is not None, COUNT=count, DOT_PRECISION=precision,
     )
     out = out.to(out_dtype)
     return out, (lse if store_lse else None), (stats.view(grid[1], grid[0], 4) if count else None)
