@@ -223,7 +223,39 @@ def _check(planned: Plan, backend: str, check_size: int, tensors_for, options: d
         return Check(backend, False, _reason(err), kernel.source)
     err, base = (out.double() - golden).abs().max().item(), (eager.double() - golden).abs().max().item()
     ok = err <= 2 * base + 1e-5 and not torch.isnan(out).any()
-    return Check(backend, ok, f"max error {err:.2e} vs float32 eager {base:.2e} at {check_size} tokens", kernel.source)
+    grad_ok, grad_detail = _check_gradients(planned, kernel, inputs, tensors)
+    return Check(backend, ok and grad_ok, f"max error {err:.2e} vs float32 eager {base:.2e} at {check_size} tokens; "
+                 + grad_detail, kernel.source)
+
+
+def _gradients(fn, inputs: dict, tensors: dict, dtype) -> list:
+    """Gradients of ``<fn(...), g>`` (g seeded) for every input and float runtime tensor."""
+    xs = {k: v.detach().to(dtype).requires_grad_() for k, v in inputs.items()}
+    ts = {k: v.detach().clone().requires_grad_() if v.is_floating_point() else v for k, v in tensors.items()}
+    out = fn(**xs, **ts)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(out.dtype)
+    wrt = list(xs.values()) + [t for t in ts.values() if t.requires_grad]
+    return [torch.zeros_like(t) if d is None else d
+            for t, d in zip(wrt, torch.autograd.grad(out, wrt, g, allow_unused=True))]
+
+
+def _check_gradients(planned: Plan, kernel, inputs: dict, tensors: dict) -> tuple[bool, str]:
+    """The backward half of the check: the kernel's float32 gradients within twice the float32
+    reference's error of the float64 reference's, or why this backend computes none here."""
+    from .backends import compile as compile_spec
+
+    reference = compile_spec(planned)
+    try:
+        got = _gradients(kernel, inputs, tensors, torch.float32)
+    except AttncompError as err:
+        return True, f"gradients n/a: {err.text}"
+    golden = _gradients(reference, inputs, tensors, torch.float64)
+    base = _gradients(reference, inputs, tensors, torch.float32)
+    errs = [((a.double() - g).abs().max().item(), (b.double() - g).abs().max().item(), g.abs().max().item())
+            for a, b, g in zip(got, base, golden)]
+    ok = all(e <= 2 * b + 1e-5 * (1 + m) for e, b, m in errs) and all(torch.isfinite(a).all() for a in got)
+    worst = max(errs, key=lambda x: x[0] - 2 * x[1])
+    return ok, f"gradients max error {worst[0]:.2e} vs float32 eager {worst[1]:.2e}"
 
 
 CHECK_LENGTHS = (128, 256, 512, 1024, 2048, 4096)  # numerics-check sizes tried, smallest first
