@@ -75,8 +75,20 @@ def _pow(node: E.Expr, da, db):
     return out
 
 
-# d(node) from its operands' derivatives (None: zero). Ops absent here carry no gradient
-# (comparisons, logic, integer arithmetic, floor/ceil: piecewise constant).
+class NoDerivative(ValueError):
+    """A float op of the differentiated leaf that has no rule (torch has none either: the
+    derivative of a float ``//`` is not implemented there)."""
+
+
+def _mod(n: E.Expr, da, db):
+    """torch.remainder: d/da = 1, d/db = -floor(a / b)."""
+    return _add(da, _neg(_mul(E.unary("floor", E.binary("truediv", *n.src)), db)))
+
+
+# d(node) from its operands' derivatives (None: zero). Comparisons, logic and integer
+# arithmetic carry no gradient (their results are not float); floor and ceil have zero
+# derivative (piecewise constant, as in torch); any other float op without a rule raises.
+FLAT = frozenset({Op.FLOOR, Op.CEIL, Op.INT})  # zero derivative everywhere
 RULES = {
     Op.ADD: lambda n, da, db: _add(da, db),
     Op.SUB: lambda n, da, db: _add(da, _neg(db)),
@@ -84,6 +96,7 @@ RULES = {
     Op.TRUEDIV: lambda n, da, db: _add(_mul(da, E.binary("truediv", ONE, n.src[1])),
                                        _neg(_mul(E.binary("truediv", n, n.src[1]), db))),
     Op.NEG: lambda n, da: _neg(da),
+    Op.MOD: _mod,
     Op.POW: _pow,
     Op.MAXIMUM: lambda n, da, db: _ties(E.binary("gt", *n.src), n, da, db),
     Op.MINIMUM: lambda n, da, db: _ties(E.binary("lt", *n.src), n, da, db),
@@ -106,16 +119,20 @@ RULES = {
 
 
 def derivative(expr: E.Expr, x: E.Expr) -> E.Expr | None:
-    """``d expr / d x`` as an expression, or None where it is identically zero."""
+    """``d expr / d x`` as an expression, or None where it is identically zero; raises
+    :class:`NoDerivative` for a float op of ``x`` without a rule."""
     memo: dict[E.Expr, E.Expr | None] = {}
     for node in E.walk(expr):
         if node == x:
             memo[node] = ONE
-        elif node.dtype != E.FLOAT or not node.src or node.op not in RULES:
+            continue
+        grads = [memo[s] for s in node.src]
+        if node.dtype != E.FLOAT or node.op in FLAT or all(g is None for g in grads):
             memo[node] = None
+        elif node.op not in RULES:
+            raise NoDerivative(f"`{node}` ({node.op}) has no derivative")
         else:
-            grads = [memo[s] for s in node.src]
-            memo[node] = None if all(g is None for g in grads) else RULES[node.op](node, *grads)
+            memo[node] = RULES[node.op](node, *grads)
     return memo[expr]
 
 

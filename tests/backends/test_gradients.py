@@ -236,3 +236,13 @@ def test_triton_cascades_refuse_gradients_by_name(name):
     xs = {k: v.float().requires_grad_() for k, v in inputs.items()}
     with pytest.raises(ac.AttncompError, match="no backward"):
         kernel(**xs, **tensors)
+
+
+def test_triton_refuses_a_score_mod_without_a_derivative():
+    """A float // has no derivative (nor in torch): no backward kernel, a named refusal, never
+    a silent zero."""
+    spec = ac.attention(score=lambda s, b, h, q_idx, kv_idx: s + (s // 2.0), name="stepped")
+    kernel = ac.compile(spec, backend="triton", block=(16, 16))
+    q, k, v = (torch.randn(1, 1, 32, 16, requires_grad=True) for _ in range(3))
+    with pytest.raises(ac.AttncompError, match="no backward"):
+        kernel(q, k, v)

@@ -27,6 +27,7 @@ CASES = {  # expression of the score, the same function in torch
                 torch.minimum(s, torch.tensor(-0.25, dtype=s.dtype))),
     "where_sqrt": (E.where(E.binary("gt", S, C(0.0)), E.unary("sqrt", S), E.binary("mul", S, S)),
                    lambda s: torch.where(s > 0, s.abs().sqrt(), s * s)),
+    "remainder": (E.binary("mod", E.binary("mul", S, C(3.0)), C(2.5)), lambda s: torch.remainder(s * 3.0, 2.5)),
     "quotient": (E.binary("truediv", C(1.0), E.binary("add", E.binary("mul", S, S), C(1.0))),
                  lambda s: 1.0 / (s * s + 1.0)),
 }
@@ -57,3 +58,11 @@ def test_integer_and_boolean_parts_carry_no_gradient():
     bias = E.binary("mul", E.unary("float", E.binary("sub", m, n)), C(0.1))
     assert derivative(E.binary("add", S, bias), S) == C(1.0)
     assert derivative(bias, S) is None
+
+
+def test_an_op_without_a_rule_is_refused_not_zero():
+    """torch has no derivative for a float //: neither does the IR (never a silent 0)."""
+    from attncomp.ir.autodiff import NoDerivative
+    with pytest.raises(NoDerivative, match="floordiv"):
+        derivative(E.binary("floordiv", S, C(2.0)), S)
+    assert derivative(E.unary("floor", S), S) is None  # floor: zero, as torch's

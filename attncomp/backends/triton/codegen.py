@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...ir import expr as E
 from ...ir.program import Program
-from ...ir.autodiff import ONE, derivative, float_loads
+from ...ir.autodiff import ONE, NoDerivative, derivative, float_loads
 from ...ir.lowering import QK, KernelPlan, X
 from .syntax import HELPERS, TritonPrinter
 
@@ -467,5 +467,12 @@ def differentiable(plan: KernelPlan) -> bool:
     if len(plan.terms) != 1 or plan.gates:
         return False
     t = plan.terms[0]
-    return (t.kind == "softmax" and t.scores.phi_q is None and t.scores.phi_k is None and not t.rowsum
-            and plan.output == E.var("acc0"))
+    if not (t.kind == "softmax" and t.scores.phi_q is None and t.scores.phi_k is None and not t.rowsum
+            and plan.output == E.var("acc0")):
+        return False
+    try:  # a score mod with an op that has no derivative (a float //) gets no backward
+        for leaf in [QK, *float_loads(t.logits)]:
+            derivative(t.logits, leaf)
+    except NoDerivative:
+        return False
+    return True
