@@ -85,25 +85,27 @@ def test_reference_gradients_cross_lengths(name, q_len, kv_len):
     check(name, q_len, kv_len)
 
 
-def test_fully_masked_rows_have_zero_gradients():
+@pytest.mark.parametrize("backend,dtype,tol", [("reference", torch.float64, 1e-9), ("triton", torch.float32, 1e-5)])
+def test_fully_masked_rows_have_zero_gradients(backend, dtype, tol):
     """Rows with no key give 0 and send no gradient anywhere: not NaN, not a stray term."""
     def late(b, h, q_idx, kv_idx):
         return (q_idx >= 40) & (kv_idx <= q_idx)
-    kernel = ac.compile(ac.attention(mask=late, name="late"))
-    q, k, v = (torch.randn(1, 2, 64, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    kernel = ac.compile(ac.attention(mask=late, name="late"), backend=backend,
+                        **({"block": (16, 16)} if backend == "triton" else {}))
+    q, k, v = (torch.randn(1, 2, 64, 16, dtype=dtype, requires_grad=True) for _ in range(3))
     out = kernel(q, k, v)
     g = torch.randn_like(out)
     out.backward(g)
     for t in (q, k, v):
         assert torch.isfinite(t.grad).all()
     assert torch.equal(q.grad[:, :, :40], torch.zeros_like(q.grad[:, :, :40]))
-    # K and V get exactly what the rows >= 40 send them, computed without the empty rows
-    q2, k2, v2 = q.detach()[:, :, 40:], k.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
-    s = (q2 @ k2.transpose(-1, -2) / 8 ** 0.5).masked_fill(torch.ones(24, 64, dtype=torch.bool).triu(41),
-                                                            float("-inf"))
-    (torch.softmax(s, -1) @ v2).backward(g[:, :, 40:])
-    torch.testing.assert_close(k.grad, k2.grad, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(v.grad, v2.grad, rtol=1e-9, atol=1e-12)
+    # K and V get exactly what the rows >= 40 send them, computed in float64 without the empty rows
+    q2, k2, v2 = (t.detach().double() for t in (q[:, :, 40:], k, v))
+    k2.requires_grad_(), v2.requires_grad_()
+    s = (q2 @ k2.transpose(-1, -2) / 4).masked_fill(torch.ones(24, 64, dtype=torch.bool).triu(41), float("-inf"))
+    (torch.softmax(s, -1) @ v2).backward(g[:, :, 40:].double())
+    torch.testing.assert_close(k.grad.double(), k2.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(v.grad.double(), v2.grad, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -132,8 +134,9 @@ def test_flex_backward_on_cpu_is_refused_by_name():
         with pytest.raises(ac.AttncompError, match=r"FlexAttention has no backward on CPU") as err:
             kernel(q, k, v)
         assert "backend='reference'" in str(err.value) and "triton" in str(err.value)
-        with torch.no_grad():
-            assert kernel(q, k, v).shape == q.shape  # inference is unaffected
+        if not compiled:  # (compiling flex on CPU takes half a minute; the refusal comes first)
+            with torch.no_grad():
+                assert kernel(q, k, v).shape == q.shape  # inference is unaffected
 
 
 @pytest.mark.gpu
@@ -188,18 +191,6 @@ def test_triton_gradients_ragged_lengths(name, length):
 @pytest.mark.parametrize("q_len,kv_len", [(40, 97), (97, 40)])
 def test_triton_gradients_cross_lengths(name, q_len, kv_len):
     check_triton(name, q_len, kv_len)
-
-
-def test_triton_fully_masked_rows_have_zero_gradients():
-    def late(b, h, q_idx, kv_idx):
-        return (q_idx >= 40) & (kv_idx <= q_idx)
-    kernel = ac.compile(ac.attention(mask=late, name="late"), backend="triton", block=(16, 16))
-    q, k, v = (torch.randn(1, 2, 64, 16, requires_grad=True) for _ in range(3))
-    out = kernel(q, k, v)
-    out.backward(torch.randn_like(out))
-    for t in (q, k, v):
-        assert torch.isfinite(t.grad).all()
-    assert torch.equal(q.grad[:, :, :40], torch.zeros_like(q.grad[:, :, :40]))
 
 
 @pytest.mark.parametrize("name,length", [("document", 150), ("neighborhood_2d", None), ("per_head_window", 100)])
