@@ -142,7 +142,7 @@ class TritonKernel(Kernel):
         runtime = [bound.tensors[t] for t in self.program.tensors]
         fn = self.module(device)["attention"]
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs + runtime):
-            return _Attention.apply(self, bound, len(inputs), *inputs, *runtime)
+            return _Attention.apply(self, bound, *inputs, *runtime)
         with torch.no_grad():
             out, lse, stats = fn(*inputs, *runtime, blocks, layout_shape=layout.shape, block_m=self.block[0],
                                  block_n=self.block[1], store_lse=self.store_lse, count=self.count,
@@ -159,7 +159,7 @@ class _Attention(torch.autograd.Function):
     kernels: dQ over rows, dK/dV over columns, captured float tensors by atomics."""
 
     @staticmethod
-    def forward(ctx, kernel: TritonKernel, bound: Bound, n_inputs: int, *tensors: torch.Tensor):
+    def forward(ctx, kernel: TritonKernel, bound: Bound, *tensors: torch.Tensor):
         layout, blocks = kernel.blocks(bound, bound.device)
         module = kernel.module(bound.device)
         q = tensors[0]
@@ -169,7 +169,7 @@ class _Attention(torch.autograd.Function):
                                                   block_m=kernel.block[0], block_n=kernel.block[1],
                                                   store_lse=kernel.store_lse, count=kernel.count, rows=rows)
         kernel.last_stats, kernel.last_lse = stats, lse
-        ctx.kernel, ctx.bound, ctx.n_inputs = kernel, bound, n_inputs
+        ctx.kernel, ctx.bound = kernel, bound
         ctx.save_for_backward(*tensors, out, rows)
         return out
 
@@ -188,4 +188,4 @@ class _Attention(torch.autograd.Function):
         by_name = {term.scores.q: dq, term.scores.k: dk, kernel.lowered.v: dv, **captured}
         names = kernel.lowered.inputs + list(kernel.program.tensors)
         grads = [by_name.get(n) if t.requires_grad else None for n, t in zip(names, tensors)]
-        return (None, None, None, *grads)
+        return (None, None, *grads)
