@@ -44,6 +44,20 @@ def attend_scores(q, k, v, f, mask=None):
     return torch.einsum("bhmn,bhne->bhme", torch.where(empty, 0.0, p), v)
 
 
+def sink_attention(q, k, v, sinks, mask):
+    """gpt-oss's attention with learned sinks, as its reference ``sdpa`` writes it: each query
+    head's sink logit is a column appended to the scaled scores, softmaxed with them, then
+    dropped (it has no value). A row with no key puts all its weight on the sink: 0 out."""
+    hq, hk = q.shape[1], k.shape[1]
+    if hk != hq:
+        k, v = k.repeat_interleave(hq // hk, 1), v.repeat_interleave(hq // hk, 1)
+    s = torch.einsum("bhmd,bhnd->bhmn", q, k) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(~mask, float("-inf"))
+    column = sinks.to(s.dtype).view(1, -1, 1, 1).expand(*s.shape[:3], 1)
+    p = torch.softmax(torch.cat([s, column], -1), -1)[..., :-1]
+    return torch.einsum("bhmn,bhne->bhme", p, v)
+
+
 def grid(q_len, kv_len):
     i = torch.arange(q_len)[:, None]
     j = torch.arange(kv_len)[None, :]
@@ -142,7 +156,7 @@ def mask_oracle(name: str, args: dict, tensors: dict, B: int, H: int, Sq: int, S
     a = args
     if name in ("causal", "gqa", "differential", "sigmoid_attention", "causal_linear", "gated_attention"):
         return i >= j
-    if name == "sliding_window":
+    if name in ("sliding_window", "learned_sinks"):
         return (i >= j) & (i - j < a["window"])
     if name == "streaming":
         return (i >= j) & ((j < a["sinks"]) | (i - j < a["window"]))
@@ -242,6 +256,9 @@ def oracle(name: str, args: dict, tensors: dict, inputs: dict, Sq: int, Skv: int
     if out is not None:
         return out
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    if name == "learned_sinks":
+        mask = mask_oracle(name, args, tensors, B, H, Sq, Skv).expand(B, H, Sq, Skv)
+        return sink_attention(q, k, v, tensors["sinks"], mask)
     if name == "softcap":
         cap = args["cap"]
         return attend_scores(q, k, v, lambda s: cap * torch.tanh(s / cap))

@@ -33,12 +33,15 @@ def _parts_of(arg, role: str, variant: str) -> SoftmaxParts:
 
 
 @api_boundary
-def attention(mask=None, score=None, *, scale: float | None = None, name: str | None = None) -> Program:
+def attention(mask=None, score=None, *, sink=None, scale: float | None = None, name: str | None = None) -> Program:
     """Softmax attention ``softmax(score(Q K^T * scale)) V`` restricted to ``mask``.
 
     ``mask(b, h, q_idx, kv_idx) -> bool`` and ``score(score, b, h, q_idx, kv_idx)`` are
     written exactly as for FlexAttention; either may also be a Program, whose mask or
     score mod is reused (``ac.attention(mask=sliding_window(256), score=softcap(30.0))``).
+    ``sink(b, h, q_idx)`` is a logit that joins each row's normalizer with no value vector
+    (gpt-oss's learned attention sinks: ``sink=lambda b, h, q_idx: sinks[h]``); a Program
+    with a sink lends it the same way.
 
     >>> import attncomp as ac
     >>> spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, name="causal")
@@ -63,6 +66,12 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
     if isinstance(score, Program):
         score_expr = _parts_of(score, "score", variant).score
         bindings += [b for b in score.bindings if b not in bindings]
+    sink_expr = None
+    if isinstance(sink, Program):
+        sink_expr = _parts_of(sink, "sink", variant).sink
+        if sink_expr is None:
+            raise TraceError(f"sink={sink.name} has no sink logit to reuse", variant=variant)
+        bindings += [b for b in sink.bindings if b not in bindings]
     reserved = {n for n, _ in bindings}
     with tracing(variant, reserved) as state:
         if mask is not None and not isinstance(mask, Program):
@@ -80,9 +89,16 @@ def attention(mask=None, score=None, *, scale: float | None = None, name: str | 
                                  f"attention weights would not depend on q.k (it returns {score_expr})",
                                  hint="Return an expression of score", variant=variant,
                                  location=function_location(score))
+        if sink is not None and not isinstance(sink, Program):
+            if not callable(sink):
+                raise TraceError(f"sink must be a function (b, h, q_idx) returning a logit, or a Program, got "
+                                 f"{sink!r}", hint="For a learned per-head sink: sink=lambda b, h, q_idx: sinks[h]",
+                                 variant=variant)
+            sink_expr = trace_function(sink, "sink", variant)
     if mask_expr is not None and mask_expr == E.const(True):
         mask_expr = None
-    return softmax_program(SoftmaxParts(mask_expr, score_expr, scale), variant, bindings + list(state.bindings()), where)
+    return softmax_program(SoftmaxParts(mask_expr, score_expr, scale, sink_expr), variant,
+                           bindings + list(state.bindings()), where)
 
 
 @api_boundary

@@ -168,8 +168,10 @@ class _Evaluator:
         env, letter = self.env, e.arg
         x = self(e.src[0])
         x = Value(_as_float(x.t, env), x.letters)
-        if letter not in x.letters:  # constant along the reduced letter: broadcast it
-            letters = tuple(l for l in env.order if l in x.letters or l == letter)
+        s = self(e.src[1]) if len(e.src) == 2 else None  # a softmax's sink logit
+        if letter not in x.letters or (s is not None and not set(s.letters) <= set(x.letters)):
+            # constant along the reduced letter (or a sink's): broadcast it
+            letters = tuple(l for l in env.order if l in x.letters or l == letter or (s and l in s.letters))
             shape = [len(env.index[l]) for l in letters]
             x = Value(align(x, letters).expand(shape), letters)
         fill = 0.0 if e.op == "reduce_sum" else float("-inf")
@@ -180,17 +182,24 @@ class _Evaluator:
         top = x.t.amax(dim, keepdim=True)
         if e.op == "reduce_max":
             return Value(top.squeeze(dim), tuple(l for l in x.letters if l != letter))
+        sink = None
+        if s is not None:  # a sink logit joins the max and the normalizer, with no value of its own
+            sink = align(Value(_as_float(s.t, env), s.letters), x.letters)
+            top = torch.maximum(top, sink)
         # Safe softmax: a row whose entries are all -inf (or masked out) gives zeros, not NaN.
         # Its gradient is zero there too: exp(-inf - 0) = 0 has derivative 0, never NaN.
         top = torch.where(torch.isneginf(top), torch.zeros_like(top), top)
         p = x.t - top
-        if p.requires_grad:  # out of place: autograd keeps exp's output for the backward
+        grad = p.requires_grad or (sink is not None and sink.requires_grad)
+        if grad:  # out of place: autograd keeps exp's output for the backward
             p = p.exp()
-            total = p.sum(dim, keepdim=True)
-            return Value(p / torch.where(total == 0, torch.ones_like(total), total), x.letters)
-        p.exp_()  # in place: a [rows, keys] chunk is the reference's largest buffer
+        else:
+            p.exp_()  # in place: a [rows, keys] chunk is the reference's largest buffer
         total = p.sum(dim, keepdim=True)
-        return Value(p.mul_(torch.where(total == 0, torch.ones_like(total), total).reciprocal_()), x.letters)
+        if sink is not None:
+            total = total + (sink - top).exp()
+        inverse = torch.where(total == 0, torch.ones_like(total), total).reciprocal()
+        return Value(p * inverse if grad else p.mul_(inverse), x.letters)
 
 
 def evaluate(expr: E.Expr, env: Env) -> Value:

@@ -232,11 +232,14 @@ def where(cond: Expr, a: Expr, b: Expr) -> Expr:
     return Expr("where", (cond, a, b), None, tdtype=D.infer(Op.WHERE, (cond.tdtype, a.tdtype, b.tdtype)))
 
 
-def reduce(op: Op | str, letter: str, x: Expr) -> Expr:
+def reduce(op: Op | str, letter: str, x: Expr, sink: Expr | None = None) -> Expr:
+    """``op[letter](x)``; a softmax may take a ``sink``: a logit free of ``letter`` that joins
+    the normalizer with no value (``exp(x_n) / (exp(sink) + sum_n exp(x_n))``: the learned
+    attention sinks of gpt-oss, the "off-by-one" softmax with a sink of 0)."""
     op = Op(op)
-    if op not in REDUCTIONS:
+    if op not in REDUCTIONS or (sink is not None and op != Op.SOFTMAX):
         raise ValueError(op)
-    return Expr(op, (x,), letter, FLOAT)
+    return Expr(op, (x,) if sink is None else (x, sink), letter, FLOAT)
 
 
 _SYMBOL = {Op.AND: "&", Op.OR: "|", Op.XOR: "^", Op.LSHIFT: "<<", Op.RSHIFT: ">>"}
@@ -263,7 +266,7 @@ def rebuild(node: Expr, src: tuple[Expr, ...]) -> Expr:
     if op in WHERE:
         return where(*src)
     if op in REDUCTIONS:
-        return reduce(op, node.arg, src[0])
+        return reduce(op, node.arg, *src)
     if op == Op.LOAD:
         return load(node.arg, src)
     return Expr(op, src, node.arg, node.dtype, node.tdtype)

@@ -7,7 +7,8 @@ A term is one score contraction ``S = phi_q(Q) * phi_k(K)`` (summed over the hea
 turned into weights over ``n`` and contracted with ``V``:
 
 - ``softmax``: ``softmax[n](f(S)) * V`` — an online softmax (running max ``m_i``, sum
-  ``l_i``, rescaled ``acc``), FlashAttention's loop;
+  ``l_i``, rescaled ``acc``), FlashAttention's loop; a sink logit (``softmax[n](f(S),
+  sink)``) is folded into ``m_i`` and ``l_i`` once, after the loop;
 - ``weighted``: ``g(S) * V`` with ``g`` elementwise and no normalizer (sigmoid attention):
   masked weights are 0, no running state;
 - ``linear``: ``S * V`` with ``S`` bilinear (linear attention), run chunked as in
@@ -53,6 +54,7 @@ class Term:
     scores: Scores
     logits: E.Expr            # softmax: the score in terms of QK; weighted: the weight
     rowsum: bool = False      # also accumulate the row sums of the weights
+    sink: E.Expr | None = None  # softmax: a logit per row (of b, h, m) in the normalizer, no value
 
 
 @dataclass
@@ -80,6 +82,7 @@ class _Lowering:
         self.inputs = {i.name: i.letters for i in program.inputs}
         self.scores: dict[str, Scores] = {}
         self.weights: dict[str, tuple[str, str, E.Expr]] = {}  # name -> (kind, scores name, logits)
+        self.sinks: dict[str, E.Expr] = {}                       # softmax weights name -> its sink logit
         self.term_of: dict[str, int] = {}                        # weights name -> term index
         self.terms: list[Term] = []
         self.values: dict[str, E.Expr] = {}                      # epilogue-level tensors
@@ -136,7 +139,7 @@ class _Lowering:
                 # head of a group, so the key map must not read an index (b, h, n, d)
                 kind = "linear"
             self.term_of[name] = len(self.terms)
-            self.terms.append(Term(kind, sc, logits))
+            self.terms.append(Term(kind, sc, logits, sink=self.sinks.get(name)))
         i = self.term_of[name]
         self.terms[i].rowsum |= rowsum
         return i
@@ -161,6 +164,8 @@ class _Lowering:
             return None
         name = f"<{kind} {len(self.weights)}>"
         self.weights[name] = (kind, sname, E.substitute(body, {E.ref(sname, BHMN): QK}))
+        if kind == "softmax" and len(expr.src) == 2:
+            self.sinks[name] = expr.src[1]
         return name
 
     def linear_in_weights(self, expr: E.Expr) -> dict[str, E.Expr | None] | None:
@@ -219,6 +224,8 @@ class _Lowering:
                 if sname is None:
                     raise self.blocked(eqn, "the softmax must be of an expression of one score contraction S = Q * K")
                 self.weights[eqn.name] = ("softmax", sname, E.substitute(rhs.src[0], {E.ref(sname, BHMN): QK}))
+                if len(rhs.src) == 2:
+                    self.sinks[eqn.name] = rhs.src[1]
                 return
             sname = self.single_scores(rhs)
             if sname is not None and not any(n.op in E.REDUCTIONS for n in E.walk(rhs)):

@@ -14,7 +14,7 @@ Right-hand sides are Python expressions (parsed with :mod:`ast`, so precedence i
 Python's): ``+ - * / // % **``, comparisons (chains are split into ``&``), ``& | ^ ~``,
 ``where(c, a, b)`` (or ``a if c else b``), the functions named in ``printer.CALLS``
 (``abs min max exp log sqrt tanh sigmoid relu floor float int`` ...), reductions ``softmax[n](x)``, ``max[n](x)``,
-``sum[n](x)``, and ``score(x)`` for the score function given to ``ac.cascade``.
+``sum[n](x)``, ``softmax[n](x, sink)`` (a sink logit in the normalizer, no value), and ``score(x)`` for the score function given to ``ac.cascade``.
 ``q_idx``/``kv_idx`` are accepted as names for the letters ``m``/``n``.
 """
 
@@ -238,8 +238,15 @@ class _Parser:
         func = node.func
         if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Name) and func.value.id in (*_REDUCE, "mean"):
             (letter,) = self.letters(func.slice) if not isinstance(func.slice, ast.Tuple) else (None,)
-            if letter is None or len(args) != 1:
-                raise _LineError(f"a reduction takes one letter and one argument: {ast.unparse(node)}")
+            sink = func.value.id == "softmax" and len(args) == 2
+            if letter is None or not (len(args) == 1 or sink):
+                raise _LineError(f"a reduction takes one letter and one argument (a softmax may take a second: its "
+                                 f"sink logit): {ast.unparse(node)}")
+            if sink:
+                if letter in E.letters_of(args[1]):
+                    raise _LineError(f"the sink logit of {ast.unparse(node)} depends on {letter}, the letter the "
+                                     f"softmax normalizes over; a sink is one extra logit per row")
+                return E.reduce(Op.SOFTMAX, letter, *args)
             if func.value.id == "mean":
                 if letter in ("m", "n"):  # a mask keeps a different number of pairs per row
                     raise _LineError(f"mean[{letter}] is not defined under a mask (each row keeps its own number "

@@ -92,7 +92,7 @@ class _Printer:
         if op in self.leaves:
             return self.leaves[op](e)
         if op in REDUCE_NAMES:
-            return f"{REDUCE_NAMES[op]}[{e.arg}]({self.text(e.src[0], 0)})", PREC_ATOM
+            return f"{REDUCE_NAMES[op]}[{e.arg}]({', '.join(self.text(s, 0) for s in e.src)})", PREC_ATOM
         if op in syn.infix:
             sym, p = syn.infix[op]
             right_assoc = op == Op.POW

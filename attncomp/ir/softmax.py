@@ -23,12 +23,14 @@ class SoftmaxParts:
     """Softmax attention ``softmax(score_mod(Q K^T * scale)) V`` under ``mask``.
 
     ``score`` is an expression of ``var("score")`` (None: the identity); ``scale`` is the
-    value of the scale parameter (None: 1/sqrt(head_dim)); q, k, v name the inputs.
+    value of the scale parameter (None: 1/sqrt(head_dim)); ``sink`` a logit per row (of b,
+    h, m) in the normalizer with no value, or None; q, k, v name the inputs.
     """
 
     mask: E.Expr | None
     score: E.Expr | None
     scale: float | None
+    sink: E.Expr | None = None
     q: str = "Q"
     k: str = "K"
     v: str = "V"
@@ -39,7 +41,7 @@ def softmax_program(parts: SoftmaxParts, name: str, bindings=(), source=None) ->
     logits = s_scaled if parts.score is None else E.substitute(parts.score, {E.var("score"): s_scaled})
     eqns = (
         Eqn("S", BHMN, E.binary("mul", E.ref("Q", QKV[0].letters), E.ref("K", QKV[1].letters))),
-        Eqn("P", BHMN, E.reduce("softmax", "n", logits)),
+        Eqn("P", BHMN, E.reduce("softmax", "n", logits, parts.sink)),
         Eqn("O", ("b", "h", "m", "e"), E.binary("mul", E.ref("P", BHMN), E.ref("V", QKV[2].letters))),
     )
     program = Program(QKV, eqns, parts.mask, name=name, bindings=tuple(bindings), source=source)
@@ -81,4 +83,6 @@ def match_softmax(program: Program) -> tuple[SoftmaxParts | None, str]:
                          else {s_ref: E.var("score")})
     if any(n.op in ("ref",) + tuple(E.REDUCTIONS) for n in E.walk(score)):
         return None, f"the softmax argument in `{e_p}` reads tensors other than S * scale or reduces again"
-    return SoftmaxParts(program.mask, None if score == E.var("score") else score, scale, qk[0][0], qk[1][0], pv[1][0]), ""
+    sink = e_p.rhs.src[1] if len(e_p.rhs.src) == 2 else None
+    return SoftmaxParts(program.mask, None if score == E.var("score") else score, scale, sink,
+                        qk[0][0], qk[1][0], pv[1][0]), ""

@@ -1,7 +1,7 @@
 """Tracing FlexAttention-style functions into expressions.
 
-``mask(b, h, q_idx, kv_idx)`` and ``score(score, b, h, q_idx, kv_idx)`` are called once
-with proxies; what they return is the IR. Tensors they capture (closures, globals,
+``mask(b, h, q_idx, kv_idx)``, ``score(score, b, h, q_idx, kv_idx)`` and ``sink(b, h,
+q_idx)`` (a softmax's sink logit) are called once with proxies; what they return is the IR. Tensors they capture (closures, globals,
 helpers' locals) become runtime tensors named after the variable that holds them, with
 the captured value as the default at call time.
 """
@@ -18,6 +18,7 @@ from .proxy import Proxy, lift, show
 
 MASK_ARGS = ("b", "h", "q_idx", "kv_idx")
 SCORE_ARGS = ("score",) + MASK_ARGS
+SINK_ARGS = ("b", "h", "q_idx")
 
 
 def _check_arity(fn, names: tuple[str, ...], kind: str, variant: str) -> None:
@@ -33,20 +34,21 @@ def _check_arity(fn, names: tuple[str, ...], kind: str, variant: str) -> None:
         return
     fn_name = getattr(fn, "__name__", repr(fn))
     got = ", ".join(p.name for p in positional)
-    raise TraceError(f"{kind} function {fn_name}({got}) takes {len(positional)} argument(s), but a "
-                     f"FlexAttention {kind}_mod takes {len(names)}: {kind}({', '.join(names)})",
+    what = "a sink function" if kind == "sink" else f"a FlexAttention {kind}_mod"
+    raise TraceError(f"{kind} function {fn_name}({got}) takes {len(positional)} argument(s), but "
+                     f"{what} takes {len(names)}: {kind}({', '.join(names)})",
                      variant=variant, location=function_location(fn))
 
 
 def trace_function(fn, kind: str, variant: str) -> E.Expr:
-    """Trace a ``mask`` (4 args) or ``score`` (5 args) function into an Expr.
+    """Trace a ``mask`` (4 args), ``score`` (5 args) or ``sink`` (3 args) function into an Expr.
 
     >>> print(trace_function(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) & (q_idx - kv_idx < 8), "mask", "demo"))
     (m >= n) & (m - n < 8)
     """
-    names = MASK_ARGS if kind == "mask" else SCORE_ARGS
+    names = {"mask": MASK_ARGS, "score": SCORE_ARGS, "sink": SINK_ARGS}[kind]
     _check_arity(fn, names, kind, variant)
-    args = [Proxy(E.var(x)) for x in ("score",) * (kind == "score") + ("b", "h", "m", "n")]
+    args = [Proxy(E.var({"q_idx": "m", "kv_idx": "n"}.get(x, x))) for x in names]
     fn_name = getattr(fn, "__name__", "function")
     try:
         result = fn(*args)
@@ -75,6 +77,9 @@ def trace_function(fn, kind: str, variant: str) -> E.Expr:
     if kind == "mask" and out.dtype != E.BOOL:
         raise TraceError(f"mask function {fn_name} must return a boolean expression, but returned "
                          f"the {out.dtype} expression {out}", variant=variant, location=function_location(fn))
+    if kind == "sink" and out.dtype == E.BOOL:
+        raise TraceError(f"sink function {fn_name} returned the boolean {out}; a sink is a logit (a number)",
+                         variant=variant, location=function_location(fn))
     if kind == "score" and out.dtype == E.BOOL:
         raise TraceError(f"score function {fn_name} returned the boolean {out}; a score mod returns a number",
                          hint="Use torch.where(cond, score, -float('inf')) to mask", variant=variant,

@@ -72,6 +72,13 @@ def verify(program: Program) -> None:
             raise _fail(program, f"index letter(s) {', '.join(missing)} on the left of {eqn.name} "
                                  "do not occur on the right", text, eqn.line)
         for node in E.walk(eqn.rhs):
+            if node.op == E.Op.SOFTMAX and len(node.src) == 2:
+                sink = node.src[1]
+                if node.arg in E.letters_of(sink) or any(n.op in E.REDUCTIONS or n.op == "ref" for n in E.walk(sink)):
+                    raise _fail(program, f"the sink logit `{sink}` of a softmax over {node.arg} must be one value "
+                                         f"per row: free of {node.arg}, reading no cascade tensor", text, eqn.line)
+                if sink.dtype == E.BOOL:
+                    raise _fail(program, f"the sink logit `{sink}` is a boolean; it must be a number", text, eqn.line)
             leak = sorted(E.letters_of(node.src[0]) - {node.arg} - set(eqn.letters)) if node.op in E.REDUCTIONS else []
             if leak:
                 raise _fail(program, f"index {', '.join(leak)} inside `{node}` is summed outside the reduction "

@@ -26,14 +26,23 @@ from .masks import (
                     strided_heads,
 )
 from .registry import REGISTRY, Example, Variant, example_inputs, get
-from .scores import alibi, alibi_slopes, causal_score, sink_scaling, softcap, t5_bias, token_type_bias
+from .scores import (
+                     alibi,
+                     alibi_slopes,
+                     causal_score,
+                     learned_sinks,
+                     sink_scaling,
+                     softcap,
+                     t5_bias,
+                     token_type_bias,
+)
 
 __all__ = [
     "REGISTRY", "Example", "Variant", "example_inputs", "get",
     "causal", "sliding_window", "streaming", "prefix_lm", "document", "dilated_sliding_window", "global_window",
     "s2_attention", "strided_heads", "power_attention", "blockwise_causal", "block_diagonal", "random_documents",
     "neighborhood", "window_attention", "grid_attention", "coordinates",
-    "alibi", "alibi_slopes", "softcap", "t5_bias", "sink_scaling", "token_type_bias", "causal_score",
+    "alibi", "alibi_slopes", "softcap", "t5_bias", "sink_scaling", "token_type_bias", "causal_score", "learned_sinks",
     "gqa", "per_head_window",
     "differential", "sigmoid_attention", "causal_linear", "gated_attention",
 ]

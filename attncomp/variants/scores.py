@@ -123,3 +123,32 @@ def causal_score():
     def causal_score(score, b, h, q_idx, kv_idx):
         return torch.where(q_idx >= kv_idx, score, -float("inf"))
     return attention(score=causal_score, name="causal_score")
+
+
+def _sink_tensors(ex, gen, args):
+    return {"sinks": torch.randn(ex.heads, generator=gen)}
+
+
+@register("learned_sinks", "C7", "learned per-head sink logits in the softmax normalizer, no value (gpt-oss)",
+          defaults={"window": 32}, tensors=_sink_tensors, cross=True)
+def learned_sinks(window: int = 128, sinks: torch.Tensor | None = None):
+    """gpt-oss attention (OpenAI, 2025): each head has a learned sink logit that joins every
+    row's softmax normalizer with no value vector, ``p_n = exp(s_n) / (exp(sinks[h]) +
+    sum_n' exp(s_n'))``, so a head can attend to nothing; under a causal sliding window of
+    ``window`` keys (gpt-oss's local layers; ``window`` past the length gives its dense ones).
+    The sink is added unscaled, as in the reference implementation's ``cat([QK, S], -1)``.
+
+    >>> import attncomp as ac, torch
+    >>> spec = ac.variants.learned_sinks(window=128)
+    >>> print(spec.eqn("P"))
+    P[b,h,m,n] = softmax[n](S[b,h,m,n] * scale, sinks[h])
+    """
+    table = _runtime(sinks, "sinks", ("H",), "float32")
+    W = param("window", window)
+
+    def local(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & (q_idx - kv_idx < W)
+
+    def sink(b, h, q_idx):
+        return table[h]
+    return attention(mask=local, sink=sink, name="learned_sinks")

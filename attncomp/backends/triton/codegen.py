@@ -294,10 +294,23 @@ class _Gen:
                 lines.append(f"{self.n('rowsum', i)} = tl.zeros([BLOCK_M], tl.float32)")
         return lines
 
+    def sink(self, t) -> str:
+        """The term's sink logit per row, base 2, as a [BLOCK_M] vector."""
+        return f"tl.max(tl.zeros([BLOCK_M, 1], tl.float32) + ({self.expr(t.sink)}), 1) * LOG2E"
+
     def epilogue(self) -> list[str]:
         lines = []
         for i, t in enumerate(self.plan.terms):
             acc = self.n("acc", i)
+            if t.sink is not None:  # the sink joins the row's max and sum, with no value (gpt-oss)
+                m_i, l_i = self.n("m_i", i), self.n("l_i", i)
+                lines += [f"sink = {self.sink(t)}",
+                          f"m_new = tl.maximum({m_i}, sink)",
+                          "m_safe = tl.where(m_new == float(\"-inf\"), 0.0, m_new)",
+                          f"alpha = tl.exp2({m_i} - m_safe)",
+                          f"{l_i} = {l_i} * alpha + tl.exp2(sink - m_safe)",
+                          f"{acc} = {acc} * alpha[:, None]",
+                          f"{m_i} = m_new"]
             if t.kind == "softmax":
                 l_i = self.n("l_i", i)
                 lines.append(f"{acc} = {acc} / tl.where({l_i} == 0.0, 1.0, {l_i})[:, None]  # empty rows give 0")
@@ -314,7 +327,7 @@ class _Gen:
                       "             mask=(offs_c[:, None] < GATE_DIM) & (offs_e[None, :] < HEAD_DIM_V), other=0.0)",
                       f"gate{j} = tl.dot(x.to(tl.float32), wg.to(tl.float32), input_precision=DOT_PRECISION)"]
         if self.single and self.plan.terms[0].kind == "softmax":
-            lines += ["if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows",
+            lines += ["if STORE_LSE:  # natural-log logsumexp of the logits (and sink), -inf for empty rows",
                       "    tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)",
                       "if STORE_ROWS:  # the row's max (base 2) and sum: the backward recomputes p exactly",
                       "    tl.store(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, m_i, mask=row_ok)",
@@ -350,12 +363,13 @@ class _Gen:
     # --- the backward kernels (FlashAttention-2) ------------------------------------------------
     def captured(self) -> list[str]:
         """The captured tensors whose float values the score reads: they get gradients."""
-        return list(dict.fromkeys(n.arg.name for n in float_loads(self.plan.terms[0].logits))) \
-            if self.backward else []
+        t = self.plan.terms[0]
+        loads = float_loads(t.logits) + (float_loads(t.sink) if t.sink is not None else [])
+        return list(dict.fromkeys(n.arg.name for n in loads)) if self.backward else []
 
     def backward_holes(self) -> dict[str, list[str]]:
-        names = ("grad_params", "bwd_prologue", "bwd_q_idx", "bwd_rows", "bwd_kv", "bwd_mask", "bwd_scores",
-                 "bwd_captured", "launch_grads", "grad_args", "grad_returns")
+        names = ("grad_params", "bwd_prologue", "bwd_q_idx", "bwd_rows", "bwd_sink", "bwd_kv", "bwd_mask",
+                 "bwd_scores", "bwd_captured", "launch_grads", "grad_args", "grad_returns")
         if not self.backward:
             return {n: [] for n in names}
         t = self.plan.terms[0]
@@ -387,6 +401,18 @@ class _Gen:
                 grad = f"{load.arg.name}_grad"
                 value = ("ds" if d == ONE else f"ds * ({self.expr(d, qk='qk')})") + ".to(tl.float64)"
                 captured.append(self.printer.scatter_add(load, grad, value, "keep"))
+        sink = []
+        if t.sink is not None:  # d loss / d sink = -p_sink * delta, one lane per row (column 0)
+            sink = [f"sink = {self.sink(t)}",
+                    "dsink = -tl.exp2(sink - m_i) / l_i * delta",
+                    "sink_lane = row_ok[:, None] & (offs_n[None, :] == 0)"]
+            for load in float_loads(t.sink):
+                d = derivative(t.sink, load)
+                if d is not None:
+                    value = "dsink[:, None]" + ("" if d == ONE else f" * ({self.expr(d)})")
+                    sink.append(self.printer.scatter_add(
+                        load, f"{load.arg.name}_grad",
+                        f"(tl.zeros([BLOCK_M, BLOCK_N], tl.float64) + ({value}).to(tl.float64))", "sink_lane"))
         mask = [f"keep = keep & ({self.expr(self.plan.mask)})"] if self.plan.mask is not None else []
         kv = self.load_k(0) + self.load_v()
         reads, _ = self.scope()
@@ -397,7 +423,7 @@ class _Gen:
             "bwd_prologue": [f"{n} += (off_h // GROUPS_{n}).to(tl.int64) * stride_{n}_h" for n in self.key_side()]
             + (["qk_scale = sm_scale * LOG2E"] if self.plain_scale(t) else []),
             "bwd_q_idx": ["q_idx = offs_m[:, None]"] if "q_idx" in reads else [],
-            "bwd_rows": rows, "bwd_kv": kv, "bwd_mask": mask, "bwd_scores": scores, "bwd_captured": captured,
+            "bwd_rows": rows, "bwd_sink": sink, "bwd_kv": kv, "bwd_mask": mask, "bwd_scores": scores, "bwd_captured": captured,
             # float64: a table entry sums a term from every pair that reads it, in any order
             "launch_grads": [f"{n}_grad = torch.zeros({n}.shape, dtype=torch.float64, device=q.device)"
                              for n in names_],
@@ -473,6 +499,8 @@ def differentiable(plan: KernelPlan) -> bool:
     try:  # a score mod with an op that has no derivative (a float //) gets no backward
         for leaf in [QK, *float_loads(t.logits)]:
             derivative(t.logits, leaf)
+        for leaf in float_loads(t.sink) if t.sink is not None else []:
+            derivative(t.sink, leaf)
     except NoDerivative:
         return False
     return True

@@ -38,8 +38,8 @@ Holes, kernel:
   prologue    index names the variant's expressions read (``q_idx``, ``qk_scale``, ...)
   init        the q tiles (after a feature map phi(q)) and each term's initial state
   runs        linear terms: per run of full key blocks, the difference of two prefix states
-  epilogue    normalization, carried-state readout, gates, ``out = <output expression>``,
-              and the logsumexp of a single softmax
+  epilogue    a sink folded into the row's max and sum, normalization, carried-state readout,
+              gates, ``out = <output expression>``, and the logsumexp of a single softmax
 Sections (kept only where the variant has linear terms, so other kernels carry no dead code):
   linear      the prefix-state loads of the kernel and the states kernel
   backward    FlashAttention-2's backward kernels and their launch (single-softmax variants)
@@ -52,6 +52,7 @@ Holes, backward kernels (the dQ pass walks rows, the dK/dV pass columns):
   bwd_prologue    each key-side input offset to its head
   bwd_q_idx       ``q_idx`` for the tile's rows, where the expressions read it
   bwd_rows        the query tile: q, dO, each row's max and sum (as the forward left them), delta
+  bwd_sink        dQ pass, a sink logit's gradient per row (-p_sink * delta), scattered
   bwd_kv          the key block's k and v tiles
   bwd_mask        partial tiles only: ``keep`` narrowed by the mask expression
   bwd_scores      p recomputed as the forward computed it, dS = p (dP - delta), dqk = dS * f'(q.k)
@@ -249,6 +250,7 @@ def attncomp_bwd_dq(
     # <<bwd_prologue>> each key-side input offset to its head
     # <<bwd_q_idx>>
     # <<bwd_rows>> the query tile's q, dO, row max and sum, and delta
+    # <<bwd_sink>> a sink logit's gradient, -p_sink * delta per row, scattered into its tensor
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     n_tiles = 0
     n_mask = 0

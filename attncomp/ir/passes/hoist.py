@@ -10,12 +10,13 @@ way) when ``c`` reads only indices and runtime tensors, not the score.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from .. import expr as E
 from ..ops import Op
 from ..program import Program
 from ..rewrite import Pat, Rules
-from ..softmax import SoftmaxParts, match_softmax, softmax_program
+from ..softmax import match_softmax, softmax_program
 
 
 def _is_neg_inf(e: E.Expr) -> bool:
@@ -67,5 +68,5 @@ def hoist_masks(program: Program) -> Program:
     mask = parts.mask
     for c in conds:
         mask = c if mask is None else E.binary("and", mask, c)
-    new = SoftmaxParts(mask, None if score == E.var("score") else score, parts.scale, parts.q, parts.k, parts.v)
+    new = replace(parts, mask=mask, score=None if score == E.var("score") else score)
     return softmax_program(new, program.name, program.bindings, program.source)
