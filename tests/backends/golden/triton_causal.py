@@ -158,7 +158,7 @@ def attncomp_fwd(
             HEAD_DIM, HEAD_DIM_V, BLOCK_N, COUNT, DOT_PRECISION, IS_FULL=True,
         )
     acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # empty rows give 0
-    if STORE_LSE:  # natural-log logsumexp of the scores, -inf for empty rows
+    if STORE_LSE:  # natural-log logsumexp of the logits (and sink), -inf for empty rows
         tl.store(Lse + off_bh.to(tl.int64) * q_len + offs_m, (m_i + tl.log2(l_i)) / LOG2E, mask=row_ok)
     if STORE_ROWS:  # the row's max (base 2) and sum: the backward recomputes p exactly
         tl.store(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2, m_i, mask=row_ok)
