@@ -7,10 +7,10 @@ FlexAttention, and predicts its speed on GPU models.
 
 from .backends import compile
 from .errors import AttncompError, api_boundary
-from .ir import Program, analyze, attention, cascade, param, tensor
+from .ir import Program, analyze, attention, cascade, param, selection, tensor
 
-__all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compile", "param", "simulate", "tensor",
-           "variants"]
+__all__ = ["AttncompError", "Program", "analyze", "attention", "cascade", "compile", "param", "selection", "simulate",
+           "tensor", "variants"]
 __version__ = "0.1.0"
 
 

@@ -58,6 +58,99 @@ def sink_attention(q, k, v, sinks, mask):
     return torch.einsum("bhmn,bhne->bhme", p, v)
 
 
+# --- data-dependent block selection (MoBA, NSA, Quest), from the papers --------------------
+
+def _heads(t, hq):
+    return t.repeat_interleave(hq // t.shape[1], 1) if t.shape[1] != hq else t
+
+
+def _key_blocks(k, block):
+    """The keys of each block, [j*block, (j+1)*block) clipped to the length, as a list."""
+    return [k[:, :, j * block:(j + 1) * block] for j in range(-(-k.shape[2] // block))]
+
+
+def pick_blocks(key, k):
+    """Per row, ``k`` times the block of the largest key (argmax: ties to the first), skipping
+    blocks whose key is -inf; forced blocks carry +inf and so come first. Bool [..., blocks]."""
+    key = key.clone()
+    chosen = torch.zeros(key.shape, dtype=torch.bool)
+    for _ in range(k):
+        top = key.argmax(-1, keepdim=True)
+        ok = torch.gather(key, -1, top) > float("-inf")
+        chosen.scatter_(-1, top, ok | torch.gather(chosen, -1, top))
+        key.scatter_(-1, top, float("-inf"))
+    return chosen
+
+
+def block_keys(chosen, block, M, N, causal=True):
+    """The pairs a block choice keeps: key n where block n // block was chosen (and, causal,
+    n <= m); ``chosen`` [B, H, M, blocks] -> bool [B, H, M, N]."""
+    keys = chosen[..., torch.arange(N) // block]
+    return keys & (torch.arange(M)[:, None] >= torch.arange(N)[None, :]) if causal else keys
+
+
+def moba_blocks(q, k, block, top_k):
+    """MoBA (Lu et al., 2025): gate_i = q . mean(K_i); future blocks -inf, own block +inf (kept,
+    counted in top-k); the top-k blocks."""
+    M = q.shape[2]
+    means = torch.stack([b.mean(2) for b in _key_blocks(_heads(k, q.shape[1]), block)], 2)
+    gate = torch.einsum("bhmd,bhjd->bhmj", q, means)
+    j, own = torch.arange(means.shape[2]), torch.arange(M)[:, None] // block
+    gate = gate.masked_fill(j > own, float("-inf")).masked_fill(j == own, float("inf"))
+    return pick_blocks(gate, top_k)
+
+
+def quest_blocks(q, k, page, top_k):
+    """Quest (Tang et al., 2024): per page the channel-wise min and max of its keys; a query's
+    bound is sum_d max(q_d min_d, q_d max_d); the top-k pages (own page kept)."""
+    M = q.shape[2]
+    pages = _key_blocks(_heads(k, q.shape[1]), page)
+    lo, hi = torch.stack([p.amin(2) for p in pages], 2), torch.stack([p.amax(2) for p in pages], 2)
+    bound = torch.maximum(q[:, :, :, None] * lo[:, :, None], q[:, :, :, None] * hi[:, :, None]).sum(-1)
+    j, own = torch.arange(len(pages)), torch.arange(M)[:, None] // page
+    bound = bound.masked_fill(j > own, float("-inf")).masked_fill(j == own, float("inf"))
+    return pick_blocks(bound, top_k)
+
+
+def nsa_blocks(q, k, block, top_k):
+    """NSA's selection (Yuan et al., 2025) with l = l' = d = block and mean compression:
+    p_cmp = softmax over complete blocks of q . mean(K_j) / sqrt(D); summed over the heads of
+    each KV group; initial and two local blocks kept; top-n, shared by the group."""
+    B, H, M, D = q.shape
+    hk = k.shape[1]
+    means = torch.stack([b.mean(2) for b in _key_blocks(_heads(k, H), block)], 2)
+    nb = means.shape[2]
+    j, t = torch.arange(nb), torch.arange(M)[:, None]
+    complete = (j + 1) * block <= t + 1
+    logits = (torch.einsum("bhmd,bhjd->bhmj", q, means) / math.sqrt(D)).masked_fill(~complete, float("-inf"))
+    p_cmp = torch.nan_to_num(torch.softmax(logits, -1), nan=0.0)
+    shared = p_cmp.view(B, hk, H // hk, M, nb).sum(2)
+    own = t // block
+    forced = (j == 0) | (j == own) | (j == own - 1)
+    key = torch.where(forced, float("inf"), shared.masked_fill(~complete, float("-inf")))
+    return pick_blocks(key, top_k).repeat_interleave(H // hk, 1)
+
+
+def topk_blocks(q, k, block, top_k):
+    """Top-k key blocks per query and head by q . mean(K_j) among blocks starting at or before
+    the query."""
+    means = torch.stack([b.mean(2) for b in _key_blocks(_heads(k, q.shape[1]), block)], 2)
+    gate = torch.einsum("bhmd,bhjd->bhmj", q, means)
+    starts = torch.arange(means.shape[2]) * block
+    return pick_blocks(gate.masked_fill(starts > torch.arange(q.shape[2])[:, None], float("-inf")), top_k)
+
+
+SELECTIONS = {"moba": (moba_blocks, "block_size"), "quest": (quest_blocks, "page_size"),
+              "nsa_selection": (nsa_blocks, "block_size"), "topk_blocks": (topk_blocks, "block_size")}
+
+
+def selection_mask(name, args, q, k):
+    """The dense pair mask [B, H, M, N] of a selection variant on these q, k (causal inside)."""
+    fn, size = SELECTIONS[name]
+    chosen = fn(q, k, args[size], args["top_k"])
+    return block_keys(chosen, args[size], q.shape[2], k.shape[2])
+
+
 def grid(q_len, kv_len):
     i = torch.arange(q_len)[:, None]
     j = torch.arange(kv_len)[None, :]
@@ -256,6 +349,8 @@ def oracle(name: str, args: dict, tensors: dict, inputs: dict, Sq: int, Skv: int
     if out is not None:
         return out
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    if name in SELECTIONS:
+        return sdpa(q, k, v, mask=selection_mask(name, args, q, k))
     if name == "learned_sinks":
         mask = mask_oracle(name, args, tensors, B, H, Sq, Skv).expand(B, H, Sq, Skv)
         return sink_attention(q, k, v, tensors["sinks"], mask)

@@ -25,6 +25,7 @@ from ..ir.evaluate import Env, Value, align, apply_mask, evaluate, union
 from ..ir.arguments import positive_int
 from ..ir.plan import Plan
 from ..ir.program import Eqn, Program
+from ..ir.selection import choose, expand_to_keys, sizes
 from .binding import Bound
 from .registry import Kernel, register
 
@@ -152,6 +153,21 @@ def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:
     return masked.t.permute([canon.index(x) for x in eqn.letters])
 
 
+def _selected(program: Program, bound: Bound, env: Env, dtype: torch.dtype) -> Value:
+    """The mask of this chunk of rows narrowed to the key blocks the selection chooses."""
+    sel = program.selection
+    q, k = (bound.inputs[n].to(dtype) for n in (sel.q, sel.k))
+    chosen = choose(sel, q, k, env.index["m"], bound.tensors, bound.params, program.name)
+    if sel.shared:  # one choice per KV group: each query head reads its group's
+        chosen = chosen.repeat_interleave(q.shape[1] // k.shape[1], 1)
+    block = sizes(sel, bound.params, k.shape[2], program.name)[0]
+    keys = Value(expand_to_keys(chosen, block, k.shape[2]), ("b", "h", "m", "n"))
+    if env.mask is None:
+        return keys
+    letters = union(env.order, env.mask, keys)
+    return Value(align(env.mask, letters) & align(keys, letters), letters)
+
+
 def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.Tensor:
     """Evaluate ``program`` on bound tensors; returns the last equation's tensor."""
     inputs = bound.inputs
@@ -185,6 +201,8 @@ def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.T
         if program.mask is not None:
             mv = evaluate(program.mask, env)
             env.mask = Value(mv.t.to(torch.bool), mv.letters)
+        if program.selection is not None:
+            env.mask = _selected(program, bound, env, dtype)
         for eqn in program.eqns:
             if eqn.name in cache:
                 t = cache[eqn.name]
@@ -213,6 +231,7 @@ class ReferenceKernel(Kernel):
     """
 
     differentiable = True
+    selects = True
 
     def __init__(self, spec: Program | Plan, budget: int = DEFAULT_BUDGET):
         super().__init__(spec)

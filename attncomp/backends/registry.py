@@ -32,10 +32,16 @@ class Kernel(abc.ABC):
     backend: ClassVar[str]
     source: str | None = None
     differentiable: ClassVar[bool] = False  # has a backward; until then inputs needing grad are refused
+    selects: ClassVar[bool] = False  # runs a Program's data-dependent selection stage
 
     def __init__(self, spec: Program | Plan):
         self.plan = plan_of(spec)
         self.spec = self.plan.spec
+        if self.spec.selection is not None and not self.selects:
+            can = ", ".join(sorted(name for name, b in BACKENDS.items() if b.kernel.selects))
+            raise UnsupportedError(f"the {self.backend} backend cannot run a data-dependent selection stage "
+                                   f"(`{self.spec.selection}`) yet", variant=self.spec.name,
+                                   location=self.spec.source, hint=f"Backends that can: {can}")
         self.checked_loads = CallCache()
 
     @property

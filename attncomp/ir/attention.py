@@ -11,6 +11,8 @@ from . import expr as E
 from .capture import tracing
 from .parse import parse_program
 from .program import Program
+from .proxy import lift
+from .selection import POOLS, Selection
 from .softmax import SoftmaxParts, match_softmax, softmax_program
 from .trace import trace_function
 
@@ -33,7 +35,8 @@ def _parts_of(arg, role: str, variant: str) -> SoftmaxParts:
 
 
 @api_boundary
-def attention(mask=None, score=None, *, sink=None, scale: float | None = None, name: str | None = None) -> Program:
+def attention(mask=None, score=None, *, sink=None, select: Selection | None = None, scale: float | None = None,
+              name: str | None = None) -> Program:
     """Softmax attention ``softmax(score(Q K^T * scale)) V`` restricted to ``mask``.
 
     ``mask(b, h, q_idx, kv_idx) -> bool`` and ``score(score, b, h, q_idx, kv_idx)`` are
@@ -41,7 +44,8 @@ def attention(mask=None, score=None, *, sink=None, scale: float | None = None, n
     score mod is reused (``ac.attention(mask=sliding_window(256), score=softcap(30.0))``).
     ``sink(b, h, q_idx)`` is a logit that joins each row's normalizer with no value vector
     (gpt-oss's learned attention sinks: ``sink=lambda b, h, q_idx: sinks[h]``); a Program
-    with a sink lends it the same way.
+    with a sink lends it the same way. ``select`` (from :func:`selection`) chooses key blocks
+    per query from the data (MoBA, NSA, Quest); the mask then applies inside them.
 
     >>> import attncomp as ac
     >>> spec = ac.attention(mask=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, name="causal")
@@ -97,8 +101,46 @@ def attention(mask=None, score=None, *, sink=None, scale: float | None = None, n
             sink_expr = trace_function(sink, "sink", variant)
     if mask_expr is not None and mask_expr == E.const(True):
         mask_expr = None
+    if select is not None and not isinstance(select, Selection):
+        raise AttncompError(f"select must be an ac.selection(...), got {type(select).__name__}", variant=variant)
     return softmax_program(SoftmaxParts(mask_expr, score_expr, scale, sink_expr), variant,
-                           bindings + list(state.bindings()), where)
+                           bindings + list(state.bindings()), where, selection=select)
+
+
+@api_boundary
+def selection(block, *, top_k=None, threshold=None, top_p=None, pool: str = "mean", eligible=None, forced=None,
+              shared: bool = False, normalize: bool = False) -> Selection:
+    """A data-dependent choice of key blocks per query (semantics: :mod:`attncomp.ir.selection`).
+
+    ``block`` keys per block; exactly one of ``top_k`` (blocks), ``threshold`` (a gate value)
+    and ``top_p`` (a share of the gate mass); ``pool`` one of mean, max, bounds (Quest);
+    ``eligible`` and ``forced`` are functions ``(b, h, q_idx, kv_block) -> bool`` (None:
+    every block / none); ``shared``: one choice per KV group; ``normalize``: gates as a
+    softmax over candidates (NSA). Numbers may be ``ac.param``s.
+
+    >>> import attncomp as ac
+    >>> sel = ac.selection(64, top_k=4, eligible=lambda b, h, q_idx, kv_block: kv_block * 64 <= q_idx)
+    >>> print(sel)
+    select[b,h,m,j] = topk(mean(K), Q, k=4, block=64, eligible=j * 64 <= m)
+    """
+    rules = {"topk": top_k, "threshold": threshold, "top_p": top_p}
+    given = [r for r, v in rules.items() if v is not None]
+    if len(given) != 1:
+        raise AttncompError(f"a selection takes exactly one of top_k, threshold, top_p; got {given or 'none'}")
+    if pool not in POOLS:
+        raise AttncompError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    for flag, value in (("shared", shared), ("normalize", normalize)):
+        if not isinstance(value, bool):
+            raise AttncompError(f"{flag} must be True or False, got {value!r}")
+    rule = given[0]
+    with tracing("selection") as state:
+        preds = [trace_function(fn, "blocks", "selection") if fn is not None else None for fn in (eligible, forced)]
+    if state.bindings():
+        raise AttncompError("a selection's predicates cannot capture tensors yet; use ac.tensor(...) and pass it at "
+                            "call time")
+    count, size = (lift(x) for x in (rules[rule], block))
+    return Selection(rule, pool, count, size, preds[0] if preds[0] is not None else E.const(True), preds[1],
+                     shared=shared, normalize=normalize)
 
 
 @api_boundary

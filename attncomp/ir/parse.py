@@ -6,6 +6,7 @@ The syntax is line-based; ``#`` starts a comment::
     tensor doc[B, L]: int32                 # runtime tensor read by masks / score mods
     input Q1[b,h,m,d], K1[b,h,n,d]          # big inputs (Q, K, V need no declaration)
     mask[b,h,m,n] = (m >= n) & (doc[b, m] == doc[b, n])
+    select[b,h,m,j] = topk(mean(K1), Q1, k=3, block=64, eligible=j <= m // 64)  # see ir/selection.py
     S1[b,h,m,n] = Q1[b,h,m,d] * K1[b,h,n,d] # d is summed: it is not on the left
     P1[b,h,m,n] = softmax[n](S1 * scale)    # scale defaults to 1/sqrt(size of d)
     O[b,h,m,e] = (P1 - lam * P2) * V        # a bare name means its defined indices
@@ -13,8 +14,9 @@ The syntax is line-based; ``#`` starts a comment::
 Right-hand sides are Python expressions (parsed with :mod:`ast`, so precedence is
 Python's): ``+ - * / // % **``, comparisons (chains are split into ``&``), ``& | ^ ~``,
 ``where(c, a, b)`` (or ``a if c else b``), the functions named in ``printer.CALLS``
-(``abs min max exp log sqrt tanh sigmoid relu floor float int`` ...), reductions ``softmax[n](x)``, ``max[n](x)``,
-``sum[n](x)``, ``softmax[n](x, sink)`` (a sink logit in the normalizer, no value), and ``score(x)`` for the score function given to ``ac.cascade``.
+(``abs min max exp log sqrt tanh sigmoid relu floor float int`` ...), reductions
+``softmax[n](x)``, ``max[n](x)``, ``sum[n](x)``, ``softmax[n](x, sink)`` (a sink logit in
+the normalizer, no value), and ``score(x)`` for the score function given to ``ac.cascade``.
 ``q_idx``/``kv_idx`` are accepted as names for the letters ``m``/``n``.
 """
 
@@ -29,6 +31,7 @@ from . import expr as E
 from .ops import BINARY, WHERE, Op, arity
 from .printer import CALLS
 from .program import Eqn, InputDecl, Program
+from .selection import LETTERS, POOLS, RULES, Selection
 
 _FUNCS = {name: op for op, name in CALLS.items()}
 _REDUCE = {"softmax": Op.SOFTMAX, "max": Op.REDUCE_MAX, "sum": Op.REDUCE_SUM}
@@ -95,6 +98,7 @@ class _Parser:
         self.defined: dict[str, tuple[str, ...]] = {}
         self.eqns: list[Eqn] = []
         self.mask: E.Expr | None = None
+        self.selection: Selection | None = None
         self.score_used = False
         self.implicit: list[str] = []  # Q, K, V used without an `input` line
 
@@ -149,6 +153,13 @@ class _Parser:
         if len(set(letters)) != len(letters):
             raise _LineError(f"index letters {list(letters)} on the left repeat")
         self.letters_here = set(letters) | set(E.MASK_LETTERS) | self.bound_letters(stmt.value)
+        if name == "select":
+            if self.selection is not None:
+                raise _LineError("the selection is defined twice")
+            if letters != LETTERS:
+                raise _LineError(f"the selection is indexed [b,h,m,j] (j: the key block), not {list(letters)}")
+            self.selection = self.select(stmt.value)
+            return
         try:
             rhs = self.expr(stmt.value)
         except RecursionError:
@@ -165,6 +176,37 @@ class _Parser:
             raise _LineError(f"tensor {name} is defined twice")
         self.eqns.append(Eqn(name, letters, rhs, lineno))
         self.defined[name] = letters
+
+    def select(self, node: ast.AST) -> Selection:
+        """``topk(mean(K), Q, k=..., block=..., eligible=..., forced=..., shared=True, normalize=True)``."""
+        usage = ("a selection is RULE(POOL(K), Q, COUNT=..., block=..., eligible=..., [forced=...], "
+                 f"[shared=True], [normalize=True]) with RULE one of {', '.join(RULES)} (COUNT: "
+                 f"{', '.join(RULES.values())}) and POOL one of {', '.join(POOLS)}")
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in RULES
+                and len(node.args) == 2 and isinstance(node.args[0], ast.Call)
+                and isinstance(node.args[0].func, ast.Name) and node.args[0].func.id in POOLS
+                and len(node.args[0].args) == 1 and isinstance(node.args[0].args[0], ast.Name)
+                and isinstance(node.args[1], ast.Name)):
+            raise _LineError(usage)
+        rule, pool = node.func.id, node.args[0].func.id
+        keys, query = node.args[0].args[0].id, node.args[1].id
+        for ident, letters in ((query, ("b", "h", "m", "d")), (keys, ("b", "h", "n", "d"))):
+            if ident not in self.defined and ident in IMPLICIT_INPUTS:
+                self.declare_input(ident, letters)
+                self.implicit.append(ident)
+        words = {kw.arg: kw.value for kw in node.keywords}
+        count = RULES[rule]
+        allowed = {count, "block", "eligible", "forced", "shared", "normalize"}
+        if not {count, "block", "eligible"} <= set(words) or set(words) - allowed:
+            raise _LineError(usage)
+        flags = {}
+        for flag in ("shared", "normalize"):
+            value = words.get(flag, ast.Constant(False))
+            if not (isinstance(value, ast.Constant) and isinstance(value.value, bool)):
+                raise _LineError(f"{flag}= takes True or False")
+            flags[flag] = value.value
+        return Selection(rule, pool, self.expr(words[count]), self.expr(words["block"]), self.expr(words["eligible"]),
+                         self.expr(words["forced"]) if "forced" in words else None, q=query, k=keys, **flags)
 
     # --- expressions -----------------------------------------------------------------------
     def letters(self, node: ast.AST) -> tuple[str, ...]:
@@ -351,10 +393,12 @@ def parse_program(text: str, name: str = "cascade", mask: E.Expr | None = None, 
     if score is not None and not parser.score_used:
         raise CascadeError("a score function was given but the cascade never calls score(...)", variant=name,
                            location=where)
-    unused = set(parser.given) - {n for e in [q.rhs for q in parser.eqns] + [parser.mask] if e is not None for n in E.params_of(e)}
+    used = [q.rhs for q in parser.eqns] + [parser.mask] + list(parser.selection.exprs if parser.selection else ())
+    unused = set(parser.given) - {n for e in used if e is not None for n in E.params_of(e)}
     if unused:
         raise CascadeError(f"params {sorted(unused)} were given but the cascade does not use them", variant=name,
                            location=where)
-    program = Program(parser.ordered_inputs(), tuple(parser.eqns), parser.mask, name=name, bindings=bindings, source=where)
+    program = Program(parser.ordered_inputs(), tuple(parser.eqns), parser.mask, parser.selection, name=name,
+                      bindings=bindings, source=where)
     verify(program)
     return program

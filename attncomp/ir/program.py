@@ -7,7 +7,8 @@ in ``S = Q * K * scale + bias[h, m - n]`` only the product sums over ``d``);
 ``softmax[n]``, ``max[n]`` and ``sum[n]`` reduce over ``n`` explicitly.
 
 The mask restricts the ``(b, h, m, n)`` iteration space of the whole cascade: pairs where
-it is false do not exist. They contribute nothing to any sum or reduction over ``n`` (for
+it is false do not exist. A selection stage (:mod:`attncomp.ir.selection`: MoBA, NSA,
+Quest) restricts it further to the key blocks it chooses from the data. They contribute nothing to any sum or reduction over ``n`` (for
 softmax that equals a ``-inf`` score; for sigmoid or linear attention a zero weight), and
 a row with no pair left produces 0.
 
@@ -27,6 +28,7 @@ from typing import Any
 from ..errors import CascadeError, api_boundary
 from .dataflow import Dataflow, dataflow
 from .expr import Expr, TensorDecl, param, substitute, walk
+from .selection import Selection
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Program:
     inputs: tuple[InputDecl, ...]
     eqns: tuple[Eqn, ...]
     mask: Expr | None = None
+    selection: Selection | None = None
     name: str = field(default="program", compare=False)
     bindings: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
     source: Any = field(default=None, compare=False, repr=False)
@@ -88,7 +91,8 @@ class Program:
 
     @property
     def exprs(self) -> tuple[Expr, ...]:
-        return tuple(e.rhs for e in self.eqns) + ((self.mask,) if self.mask is not None else ())
+        return tuple(e.rhs for e in self.eqns) + ((self.mask,) if self.mask is not None else ()) + \
+            (self.selection.exprs if self.selection is not None else ())
 
     @property
     def params(self) -> dict[str, int | float | None]:
@@ -129,7 +133,8 @@ class Program:
         mapping = {param(k, current[k]): param(k, v) for k, v in values.items()}
         new_eqns = tuple(replace(e, rhs=substitute(e.rhs, mapping)) for e in self.eqns)
         new_mask = substitute(self.mask, mapping) if self.mask is not None else None
-        return replace(self, eqns=new_eqns, mask=new_mask)
+        selection = self.selection.substitute(mapping) if self.selection is not None else None
+        return replace(self, eqns=new_eqns, mask=new_mask, selection=selection)
 
     def __str__(self) -> str:
         from .printer import format_expr
@@ -140,6 +145,8 @@ class Program:
         lines.append("input " + ", ".join(str(i) for i in self.inputs))
         if self.mask is not None:
             lines.append(f"mask[b,h,m,n] = {format_expr(self.mask)}")
+        if self.selection is not None:
+            lines.append(self.selection.format())
         bare = self.defined_letters()
         lines += [e.format(bare) for e in self.eqns]
         return "\n".join(lines) + "\n"

@@ -36,7 +36,7 @@ class SoftmaxParts:
     v: str = "V"
 
 
-def softmax_program(parts: SoftmaxParts, name: str, bindings=(), source=None) -> Program:
+def softmax_program(parts: SoftmaxParts, name: str, bindings=(), source=None, selection=None) -> Program:
     s_scaled = E.binary("mul", E.ref("S", BHMN), E.param("scale", parts.scale))
     logits = s_scaled if parts.score is None else E.substitute(parts.score, {E.var("score"): s_scaled})
     eqns = (
@@ -44,7 +44,7 @@ def softmax_program(parts: SoftmaxParts, name: str, bindings=(), source=None) ->
         Eqn("P", BHMN, E.reduce("softmax", "n", logits, parts.sink)),
         Eqn("O", ("b", "h", "m", "e"), E.binary("mul", E.ref("P", BHMN), E.ref("V", QKV[2].letters))),
     )
-    program = Program(QKV, eqns, parts.mask, name=name, bindings=tuple(bindings), source=source)
+    program = Program(QKV, eqns, parts.mask, selection, name=name, bindings=tuple(bindings), source=source)
     verify(program)
     return program
 

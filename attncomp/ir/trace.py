@@ -19,6 +19,7 @@ from .proxy import Proxy, lift, show
 MASK_ARGS = ("b", "h", "q_idx", "kv_idx")
 SCORE_ARGS = ("score",) + MASK_ARGS
 SINK_ARGS = ("b", "h", "q_idx")
+BLOCK_ARGS = ("b", "h", "q_idx", "kv_block")  # a selection's predicates: kv_block is the key block j
 
 
 def _check_arity(fn, names: tuple[str, ...], kind: str, variant: str) -> None:
@@ -34,7 +35,7 @@ def _check_arity(fn, names: tuple[str, ...], kind: str, variant: str) -> None:
         return
     fn_name = getattr(fn, "__name__", repr(fn))
     got = ", ".join(p.name for p in positional)
-    what = "a sink function" if kind == "sink" else f"a FlexAttention {kind}_mod"
+    what = {"sink": "a sink function", "blocks": "a block predicate"}.get(kind, f"a FlexAttention {kind}_mod")
     raise TraceError(f"{kind} function {fn_name}({got}) takes {len(positional)} argument(s), but "
                      f"{what} takes {len(names)}: {kind}({', '.join(names)})",
                      variant=variant, location=function_location(fn))
@@ -46,9 +47,9 @@ def trace_function(fn, kind: str, variant: str) -> E.Expr:
     >>> print(trace_function(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) & (q_idx - kv_idx < 8), "mask", "demo"))
     (m >= n) & (m - n < 8)
     """
-    names = {"mask": MASK_ARGS, "score": SCORE_ARGS, "sink": SINK_ARGS}[kind]
+    names = {"mask": MASK_ARGS, "score": SCORE_ARGS, "sink": SINK_ARGS, "blocks": BLOCK_ARGS}[kind]
     _check_arity(fn, names, kind, variant)
-    args = [Proxy(E.var({"q_idx": "m", "kv_idx": "n"}.get(x, x))) for x in names]
+    args = [Proxy(E.var({"q_idx": "m", "kv_idx": "n", "kv_block": "j"}.get(x, x))) for x in names]
     fn_name = getattr(fn, "__name__", "function")
     try:
         result = fn(*args)
@@ -74,8 +75,8 @@ def trace_function(fn, kind: str, variant: str) -> E.Expr:
         E.check_depth(out, f"{kind} function {fn_name}")
     except AttncompError as err:
         raise err.at(function_location(fn), variant=variant) from None
-    if kind == "mask" and out.dtype != E.BOOL:
-        raise TraceError(f"mask function {fn_name} must return a boolean expression, but returned "
+    if kind in ("mask", "blocks") and out.dtype != E.BOOL:
+        raise TraceError(f"{kind} function {fn_name} must return a boolean expression, but returned "
                          f"the {out.dtype} expression {out}", variant=variant, location=function_location(fn))
     if kind == "sink" and out.dtype == E.BOOL:
         raise TraceError(f"sink function {fn_name} returned the boolean {out}; a sink is a logit (a number)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..errors import CascadeError
 from . import expr as E
 from .program import Program
+from .selection import LETTERS as SELECT_LETTERS
 
 
 def _fail(program: Program, message: str, where_text: str | None = None, line: int = 0) -> CascadeError:
@@ -107,9 +108,43 @@ def verify(program: Program) -> None:
         if unsized:
             raise _fail(program, f"the mask uses {', '.join(unsized)}, which no input is indexed by", text)
 
+    if program.selection is not None:
+        _verify_selection(program, decls, params)
+
     for name in params:
         if name in defined or name in decls:
             raise _fail(program, f"parameter {name} has the same name as a tensor")
     for name in decls:
         if name in defined:
             raise _fail(program, f"runtime tensor {name} has the same name as a cascade tensor")
+
+
+def _verify_selection(program: Program, decls: dict, params: dict) -> None:
+    """A selection reads a query input [b,h,m,d] and a key input [b,h,n,d]; its count and
+    block are numbers free of indices; eligible and forced are predicates of b, h, m, j
+    (free of h where one choice is shared by a KV group)."""
+    sel = program.selection
+    text = sel.format()
+    inputs = {i.name: i.letters for i in program.inputs}
+    for name, letters in ((sel.q, ("b", "h", "m", "d")), (sel.k, ("b", "h", "n", "d"))):
+        if inputs.get(name) != letters:
+            raise _fail(program, f"the selection reads {name}, which must be an input [{','.join(letters)}]", text)
+    for what, expr in (("count", sel.count), ("block", sel.block)):
+        if E.letters_of(expr) or any(n.op in ("load", "ref") or n.op in E.REDUCTIONS for n in E.walk(expr)):
+            raise _fail(program, f"the selection's {what} `{expr}` must be a number (a constant or a param)", text)
+        _check_expr(program, expr, text, 0, decls, params)
+    if sel.block.dtype != E.INT:
+        raise _fail(program, f"the selection's block `{sel.block}` must be an int (keys per block)", text)
+    for what, expr in (("eligible", sel.eligible), ("forced", sel.forced)):
+        if expr is None:
+            continue
+        if expr.dtype != E.BOOL:
+            raise _fail(program, f"the selection's {what} `{expr}` must be a boolean predicate of b, h, m, j", text)
+        bad = E.letters_of(expr) - set(SELECT_LETTERS) | ({"h"} & E.letters_of(expr) if sel.shared else set())
+        if bad:
+            where = " (a shared choice is one per KV group, so not per head)" if sel.shared else ""
+            raise _fail(program, f"the selection's {what} `{expr}` uses {', '.join(sorted(bad))}; it may use "
+                                 f"b, h, m (the query) and j (the key block){where}", text)
+        if any(n.op == "ref" or n.op in E.REDUCTIONS for n in E.walk(expr)):
+            raise _fail(program, f"the selection's {what} cannot read cascade tensors or reduce", text)
+        _check_expr(program, expr, text, 0, decls, params)

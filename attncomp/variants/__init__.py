@@ -26,6 +26,7 @@ from .masks import (
                     strided_heads,
 )
 from .registry import REGISTRY, Example, Variant, example_inputs, get
+from .selection import moba, nsa_selection, quest, topk_blocks
 from .scores import (
                      alibi,
                      alibi_slopes,
@@ -45,4 +46,5 @@ __all__ = [
     "alibi", "alibi_slopes", "softcap", "t5_bias", "sink_scaling", "token_type_bias", "causal_score", "learned_sinks",
     "gqa", "per_head_window",
     "differential", "sigmoid_attention", "causal_linear", "gated_attention",
+    "moba", "nsa_selection", "quest", "topk_blocks",
 ]

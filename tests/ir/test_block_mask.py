@@ -32,7 +32,9 @@ ONE_D = {"sliding_window": {"window": 512}, "streaming": {"sinks": 4, "window": 
          "dilated_sliding_window": {"window": 128, "dilation": 3}, "global_window": {"global_tokens": 64, "window": 256},
          "s2_attention": {"block": 64, "shards": 4, "window": 256}, "strided_heads": {"stride": 4},
          "power_attention": {"window": 256}, "blockwise_causal": {"chunk": 200}, "block_diagonal": {"chunk": 256}}
-MASKED = sorted(n for n in REGISTRY if REGISTRY[n].build().mask is not None or n == "causal_score")
+# static masks (the data-dependent selections have their own layout tests: tests/ir/test_selection.py)
+MASKED = sorted(n for n in REGISTRY if (REGISTRY[n].build().mask is not None or n == "causal_score")
+                and REGISTRY[n].build().selection is None)
 CASES = [(n, GRIDS.get(n, ONE_D.get(n, {})), length) for n in MASKED
          for length in ((None,) if n in GRIDS else (2048, 3000))]
 

@@ -12,6 +12,7 @@ import math
 import time
 
 import numpy as np
+import torch
 
 from ...errors import AttncompError, api_boundary
 from .. import expr as E
@@ -20,7 +21,8 @@ from ..evaluate import mask_mod
 from ..plan import Plan, plan_of
 from ..program import Program
 from ..runtime import check_runtime_tensors
-from . import periodic
+from ..selection import sizes as selection_sizes
+from . import periodic, selected
 from .density import Density, PartialTiles
 from .digits import grid_refine
 from .intervals import IntervalEvaluator
@@ -34,11 +36,14 @@ __all__ = ["BlockLayout", "CSR", "Runs", "analyze", "group_shape"]
 
 @api_boundary
 def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
-            batch: int = 1, heads: int = 1) -> BlockLayout:
+            batch: int = 1, heads: int = 1, inputs: dict | None = None) -> BlockLayout:
     """Classify every (query block, key block) tile of ``spec``'s mask as empty, partial or full.
 
     ``tensors`` gives runtime tensors (captured ones are used by default). Masks that read
-    ``b`` or ``h`` get a layout per batch element / head; others broadcast.
+    ``b`` or ``h`` get a layout per batch element / head; others broadcast. A spec with a
+    data-dependent selection stage gets the layout every choice fits in
+    (``layout.selection == "structural"``), or, given the query and key ``inputs`` by name
+    (``inputs={"Q": q, "K": k}``), the exact layout of their choice (``"data"``).
 
     >>> import attncomp as ac
     >>> layout = ac.analyze(ac.variants.causal(), q_len=8192, kv_len=8192, block=(128, 128))
@@ -65,8 +70,39 @@ def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, 
     bm, bn = block_shape(block, spec.name)
     planned = plan_of(spec)
     tensors = known_tensors(planned.spec, tensors)
+    if planned.program.selection is not None:
+        return _selected_layout(planned, q_len, kv_len, (bm, bn), tensors, batch, heads, inputs, start)
+    if inputs is not None:
+        raise AttncompError("inputs= is for specs with a selection stage; this one's layout does not depend on "
+                            "Q or K", variant=spec.name)
     return planned.layout((q_len, kv_len, (bm, bn), batch, heads), tensors,
                           lambda: _classify(planned, q_len, kv_len, bm, bn, tensors, batch, heads, start))
+
+
+def _selected_layout(planned: Plan, q_len: int, kv_len: int, block: tuple[int, int], tensors: dict, batch: int,
+                     heads: int, inputs: dict | None, start: float) -> BlockLayout:
+    program = planned.program
+    params = {k: v for k, v in program.params.items() if v is not None}
+    selection_sizes(program.selection, params, kv_len, program.name)  # checked before any work
+    values = {**dict(planned.spec.bindings), **tensors}
+
+    def static(p: Program) -> BlockLayout:
+        return analyze(p, q_len, kv_len, block, tensors=tensors, batch=batch, heads=heads)
+    if inputs is None:
+        return planned.layout((q_len, kv_len, block, batch, heads), tensors,
+                              lambda: selected.structural(program, static, values, params, block, batch, heads,
+                                                          start))
+    if not isinstance(inputs, dict) or {program.selection.q, program.selection.k} - set(inputs):
+        raise AttncompError(f"inputs must be a dict with the selection's query and key inputs "
+                            f"{program.selection.q!r} and {program.selection.k!r}", variant=program.name)
+    q, k = inputs[program.selection.q], inputs[program.selection.k]
+    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and q.dim() == k.dim() == 4
+            and q.shape[2] == q_len and k.shape[2] == kv_len and q.shape[-1] == k.shape[-1]
+            and k.shape[1] >= 1 and q.shape[1] % k.shape[1] == 0 and q.shape[0] == k.shape[0]):
+        raise AttncompError(f"inputs: {program.selection.q} must be [B, H, q_len={q_len}, D] and "
+                            f"{program.selection.k} [B, H_kv, kv_len={kv_len}, D] with H a multiple of H_kv",
+                            variant=program.name)
+    return selected.from_data(program, static, inputs, values, params, block, start)
 
 
 def _classify(planned: Plan, q_len: int, kv_len: int, bm: int, bn: int, tensors: dict, batch: int, heads: int,

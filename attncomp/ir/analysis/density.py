@@ -45,10 +45,11 @@ class Density:
     low: float
     high: float
     sampled_points: int = 0
+    bound: bool = False  # [low, high] is the range a data-dependent selection can give
 
     @property
     def exact(self) -> bool:
-        return self.sampled_points == 0
+        return self.sampled_points == 0 and not self.bound
 
 
 @dataclass

@@ -155,6 +155,10 @@ class BlockLayout:
     # the mask as a torch function of (b, h, q_idx, kv_idx), interpreting the IR: the
     # default mask_mod of a BlockMask built from this layout
     mask_mod: Callable | None = field(default=None, repr=False)
+    # None: the mask alone, exact. With a data-dependent selection stage: "structural" (exact
+    # where the data cannot matter, partial wherever some choice could reach) or "data"
+    # (exact for the query and key inputs it was computed from)
+    selection: str | None = None
     _density: Density | None = field(default=None, repr=False)
     _touched: np.ndarray | None = field(default=None, repr=False)
 
@@ -229,6 +233,8 @@ class BlockLayout:
         """
         d = self.kept()
         show = (lambda x: f"{100 * x:.2f}%") if percent else (lambda x: f"{x:.4f}")
+        if d.bound:
+            return f"{show(d.low)} to {show(d.high)} (the data-dependent selection decides)"
         if d.exact:
             return show(d.value)
         half = (d.high - d.low) / 2 * (100 if percent else 1)

@@ -69,4 +69,4 @@ def hoist_masks(program: Program) -> Program:
     for c in conds:
         mask = c if mask is None else E.binary("and", mask, c)
     new = replace(parts, mask=mask, score=None if score == E.var("score") else score)
-    return softmax_program(new, program.name, program.bindings, program.source)
+    return softmax_program(new, program.name, program.bindings, program.source, program.selection)

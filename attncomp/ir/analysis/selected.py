@@ -1,0 +1,159 @@
+"""Layouts of Programs with a data-dependent selection stage (:mod:`attncomp.ir.selection`).
+
+A pair ``(m, n)`` exists when the static mask keeps it and the selection chose key block
+``n // block`` for query ``m``. Without the data, the static reasoning still settles most
+tiles exactly (:func:`structural`): a tile no candidate block reaches is empty, a tile the
+mask fills inside blocks that are always chosen (``forced``) is full, and every other tile
+that some choice could reach is partial — a superset of the work, never an omission. With
+the query and key inputs (:func:`from_data`) the real choice is computed (by row chunk: no
+``[q, kv]`` mask is formed) and the tiles are classified exactly for that data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from .. import expr as E
+from ..program import Program
+from ..selection import candidates, choose, sizes
+from .density import Density
+from .layout import BlockLayout, Runs
+
+ROW_CHUNK = 1 << 22  # (query, key block) choices evaluated at once, per group
+
+
+def block_predicate(program: Program, expr: E.Expr, block: int) -> Program:
+    """``program`` with its mask narrowed by a selection predicate of ``j`` read at key
+    ``n`` (``j = n // block``), and no selection: a static Program to classify."""
+    at_keys = E.substitute(expr, {E.var("j"): E.binary("floordiv", E.var("n"), E.const(block))})
+    mask = at_keys if program.mask is None else E.binary("and", program.mask, at_keys)
+    return replace(program, mask=mask, selection=None)
+
+
+def _keys(runs: Runs, layout: BlockLayout, shape: tuple[int, int]) -> np.ndarray:
+    """The tiles of ``runs`` as sorted int64 keys ``(group * nq + row) * nk + col``, with the
+    layout's groups broadcast to ``shape`` (batch, heads)."""
+    nq, nk = layout.num_q_blocks, layout.num_kv_blocks
+    csr = runs.csr()
+    rows, cols = csr.rows(), csr.indices.astype(np.int64)
+    out = []
+    for b in range(shape[0]):
+        for h in range(shape[1]):
+            src = (b % layout.shape[0]) * layout.shape[1] + h % layout.shape[1]
+            lo, hi = src * nq, (src + 1) * nq
+            inside = (rows >= lo) & (rows < hi)
+            g = b * shape[1] + h
+            out.append(((rows[inside] - lo + g * nq) * nk) + cols[inside])
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def _runs(keys: np.ndarray, rows: int, nk: int) -> Runs:
+    return Runs.build(rows, keys // nk, keys % nk, keys % nk + 1)
+
+
+def _assemble(like: BlockLayout, shape, partial_keys, full_keys, kind: str, density: Density,
+              start: float, name: str) -> BlockLayout:
+    rows = shape[0] * shape[1] * like.num_q_blocks
+    nk = like.num_kv_blocks
+    layout = BlockLayout(like.q_len, like.kv_len, like.block, shape, _runs(partial_keys, rows, nk),
+                         _runs(full_keys, rows, nk), name=name, stats={"selection": kind}, selection=kind,
+                         _density=density)
+    layout.analysis_time_s = time.perf_counter() - start
+    return layout
+
+
+def sure_choice(program: Program, tensors: dict, params: dict, batch: int, heads: int, kv_len: int):
+    """The blocks chosen whatever the data: the forced ones, and for top-k every candidate of a
+    row with at most k candidates (for top-p, a row's only candidate). A function of rows ->
+    bool ``[batch, heads, rows, blocks]``."""
+    sel = program.selection
+    _, count, nb = sizes(sel, params, kv_len, program.name)
+
+    def choice(rows: torch.Tensor) -> torch.Tensor:
+        eligible, forced = candidates(sel, batch, heads, rows, nb, tensors, params, program.name)
+        cand = eligible | forced
+        limit = count if sel.rule == "topk" else 1 if sel.rule == "top_p" else 0
+        return forced | (cand & (cand.sum(-1, keepdim=True) <= limit))
+    return choice
+
+
+def structural(program: Program, analyze, tensors: dict, params: dict, block_shape, batch: int, heads: int,
+               start: float) -> BlockLayout:
+    """The layout every choice fits in (see the module docstring); ``analyze(program)`` is the
+    exact static analysis at the problem's sizes."""
+    sel = program.selection
+    block, _, _ = sizes(sel, params, 1 << 30, program.name)
+    reach_pred = sel.eligible if sel.forced is None else E.binary("or", sel.eligible, sel.forced)
+    reach = analyze(block_predicate(program, reach_pred, block))
+    static = analyze(replace(program, selection=None))
+    letters = set().union(*(E.letters_of(e) for e in (sel.eligible, sel.forced) if e is not None))
+    shape = tuple(max(a, b) for a, b in zip(reach.shape, static.shape))
+    shape = (max(shape[0], batch if "b" in letters else 1), max(shape[1], heads if "h" in letters else 1))
+    _, every = chosen_tiles(sure_choice(program, tensors, params, shape[0], shape[1], reach.kv_len), shape,
+                            program, params, block_shape, reach.q_len, reach.kv_len)
+    visited = np.union1d(_keys(reach.partial, reach, shape), _keys(reach.full, reach, shape))
+    full = visited[every.reshape(-1)[visited] & np.isin(visited, _keys(static.full, static, shape))]
+    partial = np.setdiff1d(visited, full, assume_unique=True)
+    layout = _assemble(reach, shape, partial, full, "structural", None, start, program.name)
+    full_area = layout._area(layout.full) / (layout.groups * layout.q_len * layout.kv_len)
+    layout._density = Density(reach.mask_density, full_area, reach.mask_density, bound=True)
+    return layout
+
+
+def chosen_tiles(choice, shape: tuple[int, int], program: Program, params: dict, block_shape, q_len: int,
+                 kv_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per (b, h, query tile, key tile): whether some row of the tile chose a block the key
+    tile overlaps, and whether every row chose every such block; bool ``[B, H, q tiles, key
+    tiles]``. ``choice(rows)`` gives the rows' choices (broadcast to ``shape``), a chunk of
+    rows at a time: no ``[q, kv]`` mask is formed."""
+    block, _, nb = sizes(program.selection, params, kv_len, program.name)
+    bm, bn = block_shape
+    B, H = shape
+    nq, nk = -(-q_len // bm), -(-kv_len // bn)
+    first = np.arange(nk) * bn // block                               # blocks each key tile overlaps
+    last = np.minimum((np.arange(nk) * bn + bn - 1) // block, nb - 1)
+    some = np.zeros((B, H, nq, nk), dtype=bool)
+    every = np.zeros((B, H, nq, nk), dtype=bool)
+    step = max(1, ROW_CHUNK // max(1, nb * H * B) // bm) * bm
+    for m0 in range(0, q_len, step):
+        rows = torch.arange(m0, min(q_len, m0 + step))
+        c = choice(rows).expand(B, H, len(rows), nb)
+        tiles = -(-len(rows) // bm)
+        pad = tiles * bm - len(rows)
+        t0 = m0 // bm
+        for fill, out in ((False, some), (True, every)):
+            padded = torch.nn.functional.pad(c, (0, 0, 0, pad), value=fill).view(B, H, tiles, bm, nb)
+            per_tile = (padded.any(3) if not fill else padded.all(3)).numpy()
+            cum = np.zeros(per_tile.shape[:-1] + (nb + 1,), dtype=np.int64)
+            np.cumsum(per_tile, axis=-1, out=cum[..., 1:])       # over the blocks of each key tile
+            hits = cum[..., last + 1] - cum[..., first]
+            out[:, :, t0:t0 + tiles] = hits > 0 if not fill else hits == (last - first + 1)
+    return some, every
+
+
+def from_data(program: Program, analyze, inputs: dict, tensors: dict, params: dict, block_shape, start: float
+              ) -> BlockLayout:
+    """The exact layout for these query and key inputs."""
+    sel = program.selection
+    q, k = inputs[sel.q], inputs[sel.k]
+    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    q, k = q.detach().to("cpu", dtype), k.detach().to("cpu", dtype)
+    group = q.shape[1] // k.shape[1]
+
+    def choice(rows: torch.Tensor) -> torch.Tensor:
+        c = choose(sel, q, k, rows, tensors, params, program.name)
+        return c.repeat_interleave(group, 1) if sel.shared else c
+    static = analyze(replace(program, selection=None))
+    shape = (q.shape[0], q.shape[1])
+    some, every = chosen_tiles(choice, shape, program, params, block_shape, q.shape[2], k.shape[2])
+    visited = np.union1d(_keys(static.partial, static, shape), _keys(static.full, static, shape))
+    full = visited[every.reshape(-1)[visited] & np.isin(visited, _keys(static.full, static, shape))]
+    partial = np.setdiff1d(visited[some.reshape(-1)[visited]], full, assume_unique=True)
+    layout = _assemble(static, shape, partial, full, "data", None, start, program.name)
+    full_area = layout._area(layout.full) / (layout.groups * layout.q_len * layout.kv_len)
+    layout._density = Density(layout.density, full_area, layout.density, bound=True)
+    return layout

@@ -1,0 +1,225 @@
+"""Data-dependent block selection: which key blocks each query attends to, chosen from the data.
+
+MoBA (Lu et al., 2025), NSA (Yuan et al., 2025) and Quest (Tang et al., ICML 2024) all
+choose key blocks per query from a cheap score of pooled keys. A :class:`Selection` is that
+stage of a Program; its line in the text is::
+
+    select[b,h,m,j] = topk(mean(K), Q, k=top_k, block=block, eligible=j <= m // block, forced=j == m // block)
+
+with ``j`` the key block (keys ``[j * block, (j + 1) * block)``, the last one possibly short).
+Its meaning, computed for each query ``m`` of each head ``h`` (of each KV head where
+``shared``):
+
+1. **Pool** each key block per channel: ``mean(K)`` or ``max(K)``, or ``bounds(K)``: the
+   channel's min and max (Quest).
+2. **Gate** ``g[b,h,m,j]``: ``q . pooled`` for mean and max (MoBA: no scale); for bounds
+   Quest's upper bound of ``q . k`` over the block, ``sum_d max(q_d min_d, q_d max_d)``.
+   ``normalize`` turns the gates into a softmax over the row's eligible blocks of
+   ``g / sqrt(D)`` (NSA's compressed-attention scores ``p_cmp``: forced blocks that are not
+   eligible, such as an incomplete own block, have no compressed token and score 0); ``shared`` sums them over the query heads
+   of each KV group, whose heads then share one choice (NSA, eq. 10).
+3. **Candidates** are the blocks where ``eligible | forced`` holds (a static predicate of
+   ``b, h, m, j``: causality, always-kept initial, local and own blocks). ``forced`` blocks
+   are always chosen and count toward ``k``.
+4. **Choose**: ``topk`` takes the forced blocks, then the other candidates by descending gate
+   until ``k`` blocks are chosen (all candidates where there are fewer); ``threshold`` the
+   candidates with ``g >= at``; ``top_p`` candidates by descending gate until their share of
+   the row's gate mass (a softmax of ``g / sqrt(D)``, or the gates themselves when
+   normalized) reaches ``p``, the block that crosses ``p`` included. Ties go to the lower
+   block index (a stable sort), and a NaN gate ranks below every number.
+
+The Program's pairs are then those its mask keeps whose key block was chosen:
+``mask(b, h, m, n) & chosen[b, h, m, n // block]``. The choice has no gradient (it is
+piecewise constant); gradients flow through the attention over the chosen keys, as in MoBA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..errors import AttncompError
+from . import expr as E
+from .evaluate import Env, align, evaluate
+
+RULES = {"topk": "k", "threshold": "at", "top_p": "p"}  # rule -> the keyword of its count
+POOLS = ("mean", "max", "bounds")
+LETTERS = ("b", "h", "m", "j")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A selection stage (see the module docstring); ``q`` and ``k`` name the inputs it reads."""
+
+    rule: str
+    pool: str
+    count: E.Expr
+    block: E.Expr
+    eligible: E.Expr
+    forced: E.Expr | None = None
+    shared: bool = False
+    normalize: bool = False
+    q: str = "Q"
+    k: str = "K"
+
+    @property
+    def exprs(self) -> tuple[E.Expr, ...]:
+        return (self.count, self.block, self.eligible) + ((self.forced,) if self.forced is not None else ())
+
+    def substitute(self, mapping: dict[E.Expr, E.Expr]) -> Selection:
+        return replace(self, count=E.substitute(self.count, mapping), block=E.substitute(self.block, mapping),
+                       eligible=E.substitute(self.eligible, mapping),
+                       forced=E.substitute(self.forced, mapping) if self.forced is not None else None)
+
+    def map(self, fn) -> Selection:
+        """The selection with ``fn`` applied to each of its expressions (a pass)."""
+        return replace(self, count=fn(self.count), block=fn(self.block), eligible=fn(self.eligible),
+                       forced=fn(self.forced) if self.forced is not None else None)
+
+    def format(self) -> str:
+        from .printer import format_expr
+
+        parts = [f"{self.pool}({self.k})", self.q, f"{RULES[self.rule]}={format_expr(self.count)}",
+                 f"block={format_expr(self.block)}", f"eligible={format_expr(self.eligible)}"]
+        parts += [f"forced={format_expr(self.forced)}"] if self.forced is not None else []
+        parts += ["shared=True"] * self.shared + ["normalize=True"] * self.normalize
+        return f"select[b,h,m,j] = {self.rule}({', '.join(parts)})"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def value_of(expr: E.Expr, params: dict, what: str, variant: str) -> int | float:
+    """The value of a selection's count or block (a constant or a parameter)."""
+    if expr.op == "const":
+        return expr.arg
+    if expr.op == "param" and params.get(expr.arg[0], expr.arg[1]) is not None:
+        return params.get(expr.arg[0], expr.arg[1])
+    env = Env(order=(), index={}, params={k: v for k, v in params.items() if v is not None}, variant=variant)
+    try:
+        return evaluate(expr, env).t.item()
+    except KeyError:
+        raise AttncompError(f"the selection's {what} `{expr}` has no value", variant=variant) from None
+
+
+def sizes(sel: Selection, params: dict, kv_len: int, variant: str) -> tuple[int, int | float, int]:
+    """``(block, count, key blocks)``, checked: a block of at least one key, a top-k of at
+    least one block, a top-p in (0, 1]."""
+    block, count = value_of(sel.block, params, "block", variant), value_of(sel.count, params, RULES[sel.rule], variant)
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise AttncompError(f"the selection's block must be a positive int (keys per block), got {block!r}",
+                            variant=variant)
+    if sel.rule == "topk" and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise AttncompError(f"top-k selection needs k >= 1 blocks, got k={count!r}", variant=variant)
+    if sel.rule == "top_p" and not 0 < count <= 1:
+        raise AttncompError(f"top-p selection needs 0 < p <= 1, got p={count!r}", variant=variant)
+    return block, count, -(-kv_len // block)
+
+
+def pooled(sel: Selection, k: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per key block and channel: the pooled keys ``[B, Hk, NB, D]`` (bounds: min and max)."""
+    B, Hk, N, D = k.shape
+    nb = -(-N // block)
+    pad = nb * block - N
+    padded = torch.nn.functional.pad(k, (0, 0, 0, pad)).view(B, Hk, nb, block, D)
+    if sel.pool == "mean":
+        counts = torch.full((nb,), block, dtype=k.dtype, device=k.device)
+        counts[-1] = N - (nb - 1) * block
+        return padded.sum(3) / counts[:, None], None
+    inside = (torch.arange(nb * block, device=k.device) < N).view(nb, block, 1)
+    top = padded.masked_fill(~inside, float("-inf")).amax(3)
+    if sel.pool == "max":
+        return top, None
+    return padded.masked_fill(~inside, float("inf")).amin(3), top
+
+
+def candidates(sel: Selection, batch: int, heads: int, rows: torch.Tensor, nb: int, tensors: dict, params: dict,
+               variant: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(eligible, forced)`` as bool ``[batch, heads, rows, nb]`` (broadcast views)."""
+    device = rows.device
+    index = {"b": torch.arange(batch, device=device), "h": torch.arange(heads, device=device), "m": rows,
+             "j": torch.arange(nb, device=device)}
+    env = Env(order=LETTERS, index=index, tensors=tensors, params={k: v for k, v in params.items() if v is not None},
+              variant=variant)
+    shape = (batch, heads, len(rows), nb)
+
+    def grid(expr):
+        return align(evaluate(expr, env), LETTERS).to(torch.bool).expand(shape)
+    forced = grid(sel.forced) if sel.forced is not None else torch.zeros(shape, dtype=torch.bool, device=device)
+    return grid(sel.eligible), forced
+
+
+@torch.no_grad()
+def choose(sel: Selection, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, tensors: dict, params: dict,
+           variant: str = "program") -> torch.Tensor:
+    """The chosen key blocks of query ``rows``: bool ``[B, H or Hk (shared), len(rows), NB]``.
+
+    ``q`` is ``[B, H, M, D]``, ``k`` is ``[B, Hk, N, D]`` (H a multiple of Hk), both in the
+    dtype the gates are computed in.
+
+    >>> import torch, attncomp as ac
+    >>> spec = ac.variants.moba(block_size=4, top_k=2)
+    >>> q, k = torch.randn(1, 1, 12, 8), torch.randn(1, 1, 12, 8)
+    >>> chosen = choose(spec.selection, q, k, torch.arange(12), {}, spec.params)
+    >>> chosen.sum(-1)[0, 0].tolist()  # own block + 1 earlier one (all there is before m = 4)
+    [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
+    """
+    B, H, _, D = q.shape
+    Hk = k.shape[1]
+    block, count, nb = sizes(sel, params, k.shape[2], variant)
+    low, high = pooled(sel, k, block)
+    group = H // Hk
+    qr = q[:, :, rows]
+    if sel.pool == "bounds":  # Quest: the largest q . k any key of the block can give, channel by channel
+        lo, hi = (t.repeat_interleave(group, 1)[:, :, None] for t in (low, high))
+        gate = torch.maximum(qr[..., None, :] * lo, qr[..., None, :] * hi).sum(-1)
+    else:
+        gate = torch.einsum("bhmd,bhjd->bhmj", qr, low.repeat_interleave(group, 1))
+    eligible, forced = candidates(sel, B, 1 if sel.shared else H, rows, nb, tensors, params, variant)
+    cand = eligible | forced
+    gate = torch.nan_to_num(gate, nan=float("-inf"))
+    scale = D ** -0.5
+    if sel.normalize:  # a softmax over the row's eligible blocks (a row without any: all 0)
+        scores = gate.mul(scale).masked_fill(~eligible, float("-inf"))
+        top = scores.amax(-1, keepdim=True)
+        e = (scores - torch.where(torch.isneginf(top), 0.0, top)).exp()
+        gate = e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(e.dtype).tiny)
+    if sel.shared:  # one choice per KV head: the gates of its query heads summed
+        gate = gate.view(B, Hk, group, len(rows), nb).sum(2)
+    cand, forced = cand.expand(gate.shape), forced.expand(gate.shape)
+    if sel.rule == "threshold":
+        return forced | (cand & (gate >= count))
+    # rank the candidates: forced first, then by descending gate, ties to the lower block
+    key = torch.where(forced, float("inf"), torch.where(cand, gate, float("-inf")))
+    order = torch.sort(key, dim=-1, descending=True, stable=True).indices
+    if sel.rule == "topk":
+        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(nb, device=order.device).expand_as(order))
+        return forced | (cand & (rank < count))
+    # top-p: a candidate is chosen while the mass ranked before it is below p
+    mass = gate if sel.normalize else torch.softmax(gate.mul(scale).masked_fill(~cand, float("-inf")), -1)
+    mass = torch.nan_to_num(mass, nan=0.0).masked_fill(~cand, 0.0)
+    mass = mass / mass.sum(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
+    ranked = mass.gather(-1, order)
+    before = torch.cumsum(ranked, -1) - ranked
+    chosen_sorted = before < count
+    chosen = torch.zeros_like(cand).scatter_(-1, order, chosen_sorted)
+    return forced | (cand & chosen)
+
+
+def expand_to_keys(chosen: torch.Tensor, block: int, kv_len: int) -> torch.Tensor:
+    """``chosen[..., j]`` as a per-key mask ``[..., kv_len]`` (key n is in block n // block)."""
+    return chosen.repeat_interleave(block, dim=-1)[..., :kv_len]
+
+
+def index_lists(chosen: torch.Tensor) -> torch.Tensor:
+    """Per row, the chosen blocks ascending, padded with -1: int32 ``[..., max chosen]``.
+
+    >>> index_lists(torch.tensor([[True, False, True], [False, True, False]])).tolist()
+    [[0, 2], [1, -1]]
+    """
+    nb = chosen.shape[-1]
+    width = max(1, int(chosen.sum(-1).max()) if chosen.numel() else 1)
+    j = torch.arange(nb, device=chosen.device, dtype=torch.int32)
+    ordered = torch.where(chosen, j, nb).sort(-1).values[..., :width]
+    return torch.where(ordered == nb, -1, ordered).to(torch.int32)
