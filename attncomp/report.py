@@ -92,6 +92,11 @@ class Check:
     source: str | None = None
 
 
+# what the layout's classes are: exact, or (a data-dependent selection) every choice's superset
+KINDS = {None: "exact", "structural": "structural: exact where the data cannot matter, partial where it decides",
+         "data": "exact for the given inputs"}
+
+
 @dataclass
 class Report:
     program: Program
@@ -106,7 +111,8 @@ class Report:
         s = self.sizes
         lines = [f"attncomp report: {self.program.name}  (batch {s['batch']}, heads {s['heads']}, q_len {s['q_len']}, "
                  f"kv_len {s['kv_len']}, head_dim {s['head_dim']}, {s['dtype']})", "",
-                 f"analysis ({1000 * lay.analysis_time_s:.1f} ms, exact): {c['partial']} partial + {c['full']} full "
+                 f"analysis ({1000 * lay.analysis_time_s:.1f} ms, {KINDS[lay.selection]}): {c['partial']} partial + "
+                 f"{c['full']} full "
                  f"tiles visited, {c['empty']} empty skipped, block {lay.block[0]}x{lay.block[1]}",
                  f"  visited tile area {100 * lay.density:.2f}%, mask keeps {lay.mask_density_text(percent=True)} of pairs: "
                  f"ratios {lay.tile_bound:.2f}x (all tiles / visited), {1 / max(lay.mask_density, 1e-300):.2f}x "

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from ..errors import UnsupportedError
 from . import expr as E
 from .program import Eqn, Program
+from .selection import Selection
 
 BHMN, BHMD, BHND, BHNE, BHME, BHM = ("b", "h", "m", "n"), ("b", "h", "m", "d"), ("b", "h", "n", "d"), \
     ("b", "h", "n", "e"), ("b", "h", "m", "e"), ("b", "h", "m")
@@ -64,6 +65,7 @@ class KernelPlan:
     output: E.Expr                     # epilogue over acc{i}, rowsum{i}, gate{j}, params, b, h, m
     gates: list[tuple[str, str]] = field(default_factory=list)  # (X[b,m,c], W[h,c,e])
     mask: E.Expr | None = None
+    selection: Selection | None = None  # partial tiles also test the data's choice of key block
 
     @property
     def inputs(self) -> list[str]:
@@ -316,4 +318,4 @@ def lower(program: Program) -> KernelPlan:
     output = lowering.values.get(last.name)
     if output is None or last.letters != BHME or not lowering.terms:
         raise lowering.blocked(last, "the output must be a [b,h,m,e] result of the key loop")
-    return KernelPlan(lowering.terms, lowering.v, output, lowering.gates, program.mask)
+    return KernelPlan(lowering.terms, lowering.v, output, lowering.gates, program.mask, program.selection)

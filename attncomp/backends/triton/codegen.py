@@ -152,9 +152,12 @@ class _Gen:
         return lines
 
     def mask(self) -> list[str]:
-        if self.plan.mask is None:  # no mask, no partial tiles
-            return []
-        return [f"keep = col_ok & ({self.expr(self.plan.mask)})"]
+        lines = [f"keep = col_ok & ({self.expr(self.plan.mask)})"] if self.plan.mask is not None else []
+        if self.plan.selection is not None:  # sel: the row's chosen key blocks, -1 padded
+            blk = f"(kv_idx // ({self.expr(self.plan.selection.block)}))"
+            lines.append(f"keep = keep & (tl.sum((sel[:, :, None] == {blk}[:, None, :]).to(tl.int32), 1) > 0)"
+                         "  # the data chose the key's block")
+        return lines  # none: no mask, no partial tiles
 
     def load_k(self, i: int) -> list[str]:
         t = self.plan.terms[i]
@@ -261,11 +264,13 @@ class _Gen:
         lines = [", ".join(self.n("q", i) for i in range(len(self.plan.terms))) + ","]
         lines += [self.pointer(name, loop=True) for name in keys] + self.tensor_params(tensors)
         index = [x for x in INDEX_NAMES if x in reads]
-        return lines + ([", ".join(index) + ","] if index else [])
+        return lines + ([", ".join(index) + ","] if index else []) + (["sel,"] if self.plan.selection else [])
 
     # --- the kernel --------------------------------------------------------------------------
     def params(self) -> list[str]:
-        return [self.pointer(name) for name in self.plan.inputs] + self.tensor_params()
+        select = ["Sel, SEL_H, SEL_W, SEL_WP: tl.constexpr,  # the chosen key blocks [B, SEL_H, M, SEL_W]"] \
+            if self.plan.selection else []
+        return [self.pointer(name) for name in self.plan.inputs] + self.tensor_params() + select
 
     def load_q(self, i: int) -> list[str]:
         t = self.plan.terms[i]
@@ -338,7 +343,12 @@ class _Gen:
     def prologue(self, reads: set[str]) -> list[str]:
         heads = [f"{n} += (off_h // GROUPS_{n}).to(tl.int64) * stride_{n}_h  # its head (GQA: shared by a group)"
                  for n in self.key_side()]
-        return [*heads, *(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
+        select = ["offs_w = tl.arange(0, SEL_WP)",
+                  "sel = tl.load(Sel + ((b64 * SEL_H + off_h // (H // SEL_H)) * q_len + m64)[:, None] * SEL_W"
+                  " + offs_w[None, :],",
+                  "              mask=row_ok[:, None] & (offs_w[None, :] < SEL_W), other=-1)  # this tile's rows' choices"
+                  ] if self.plan.selection else []
+        return [*heads, *select, *(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
                 *(["q_idx = offs_m[:, None]"] if "q_idx" in reads else []),
                 *(["qk_scale = sm_scale * LOG2E"] if "qk_scale" in reads else [])]
 
@@ -357,7 +367,10 @@ class _Gen:
         args = [" ".join(f"{n}, *{n}.stride()," + (f" H // {n}.shape[1]," if n in self.key_side() else "")
                          for n in inputs)]
         args += [f"{t.name}_, *{t.name}_.stride(), *{t.name}_.shape," for t in self.tensors]
-        return {"launch_params": [", ".join(inputs + [t.name for t in self.tensors]) + ","],
+        select = ["selected"] if plan.selection else []
+        if plan.selection:
+            args.append("selected, selected.shape[1], selected.shape[3], max(2, triton.next_power_of_2(selected.shape[3])),")
+        return {"launch_params": [", ".join(inputs + [t.name for t in self.tensors] + select) + ","],
                 "launch_inputs": lines, "launch_args": args}
 
     # --- the backward kernels (FlashAttention-2) ------------------------------------------------
@@ -490,7 +503,7 @@ def differentiable(plan: KernelPlan) -> bool:
     """Whether the backward kernels apply: one softmax term of a raw ``q . k`` (a score mod
     and a mask allowed, no feature maps, gates or epilogue beyond the normalization).
     Cascades (sigmoid, differential, gated, linear) get theirs from the adjoint Program."""
-    if len(plan.terms) != 1 or plan.gates:
+    if len(plan.terms) != 1 or plan.gates or plan.selection is not None:
         return False
     t = plan.terms[0]
     if not (t.kind == "softmax" and t.scores.phi_q is None and t.scores.phi_k is None and not t.rowsum

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 import torch
 
 from ...errors import AttncompError, UnsupportedError
 from ...ir.arguments import block_shape, flag
-from ...ir.analysis import analyze
+from ...ir.analysis import analyze, selected
 from ...ir.dtypes import refuse_unfaithful
 from ...ir.plan import Plan
 from ...ir.program import Program
@@ -61,12 +62,18 @@ class TritonKernel(Kernel):
     atomics. After a backward with ``count=True``, ``kernel.last_backward_stats`` holds per
     program of each pass (tiles visited, mask evaluations).
 
+    A selection stage (MoBA, NSA, Quest) is chosen from each call's Q and K on their device,
+    a chunk of rows at a time; the query tiles visit the union of their rows' chosen blocks,
+    and partial tiles test each row's chosen block list (forward only for now).
+
     >>> import torch, attncomp as ac
     >>> kernel = ac.compile(ac.variants.causal(), backend="triton", block=(16, 16))
     >>> q = k = v = torch.randn(1, 1, 40, 16)
     >>> bool(torch.allclose(kernel(q, k, v), ac.compile(ac.variants.causal())(q, k, v), atol=1e-5))
     True
     """
+
+    selects = True
 
     def __init__(self, spec: Program | Plan, block=(64, 64), store_lse: bool = False, count: bool = False):
         super().__init__(spec)
@@ -100,7 +107,10 @@ class TritonKernel(Kernel):
                        batch=bound.sizes.get("b", 1), heads=bound.sizes.get("h", 1))
 
     def blocks(self, bound, device):
-        """(layout, block-list tensors) for a bound call, cached."""
+        """(layout, block-list tensors) for a bound call, cached (a selection stage's are made
+        from the call's own Q and K: see :meth:`select`)."""
+        if self.spec.selection is not None:
+            return self.select(bound, device)[:2]
         def build():
             layout = self.layout(bound)
             as_t = lambda a: torch.from_numpy(a.astype("int32")).to(device)
@@ -113,6 +123,24 @@ class TritonKernel(Kernel):
                             as_t(full.offsets) if full else unused, as_t(full.indices) if full else unused,
                             as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
         return self.cache.get(bound, device, build)
+
+    def select(self, bound, device):
+        """(layout, block lists, chosen blocks) of a selection stage for this call's data: the
+        choice made once, on the inputs' device, by row chunk; the layout exact for it."""
+        plan = self.plan
+        sel = plan.program.selection
+        lists: list = []
+        layout = selected.from_data(
+            plan.program, lambda p: analyze(p, bound.sizes["m"], bound.sizes["n"], self.block, tensors=bound.tensors,
+                                            batch=bound.sizes.get("b", 1), heads=bound.sizes.get("h", 1)),
+            {sel.q: bound.inputs[sel.q], sel.k: bound.inputs[sel.k]}, bound.tensors, bound.params, self.block,
+            time.perf_counter(), lists)
+        as_t = lambda a: torch.from_numpy(a.astype("int32")).to(device)
+        partial, full = layout.partial.csr(), layout.full.csr()
+        runs = layout.full
+        blocks = (as_t(partial.offsets), as_t(partial.indices), as_t(full.offsets), as_t(full.indices),
+                  as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
+        return layout, blocks, selected.chosen_lists(lists).to(device)
 
     def columns(self, bound, device):
         """Per key block, its partial and full query blocks (the dK/dV pass walks columns):
@@ -137,9 +165,12 @@ class TritonKernel(Kernel):
             raise AttncompError(f"the Triton kernel computes index arithmetic in int32 where it is proven to fit for "
                                 f"sequences up to {MAX_LEN} tokens; got {bound.sizes['m']} x {bound.sizes['n']}",
                                 variant=self.spec.name, hint="Split the sequence or use backend='flex'")
-        layout, blocks = self.blocks(bound, device)
+        if self.spec.selection is not None:
+            layout, blocks, chosen = self.select(bound, device)
+        else:
+            (layout, blocks), chosen = self.blocks(bound, device), None
         inputs = [bound.inputs[n] for n in self.lowered.inputs]
-        runtime = [bound.tensors[t] for t in self.program.tensors]
+        runtime = [bound.tensors[t] for t in self.program.tensors] + ([chosen] if chosen is not None else [])
         fn = self.module(device)["attention"]
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs + runtime):
             return _Attention.apply(self, bound, *inputs, *runtime)

@@ -58,7 +58,8 @@ Holes, backward kernels (the dQ pass walks rows, the dK/dV pass columns):
   bwd_scores      p recomputed as the forward computed it, dS = p (dP - delta), dqk = dS * f'(q.k)
   bwd_captured    per float load of a captured tensor: its gradient, scattered
 Holes, launch:
-  launch_params   the variant's input and runtime tensor names
+  launch_params   the variant's input and runtime tensor names (and ``selected``, int32 [B, H or
+                  H_kv, M, width]: each row's chosen key blocks, -1 padded, for a selection stage)
   launch_inputs   the interpreter's bfloat16 cast, ``q, k, v`` and the runtime tensors as passed
   launch_states   linear terms: the states kernel and the prefix sum (else unused placeholders)
   launch_args     the variant's pointers, strides and sizes, in ``params`` order

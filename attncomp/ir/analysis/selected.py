@@ -19,7 +19,7 @@ import torch
 
 from .. import expr as E
 from ..program import Program
-from ..selection import candidates, choose, sizes
+from ..selection import candidates, choose, index_lists, sizes
 from .density import Density
 from .layout import BlockLayout, Runs
 
@@ -127,7 +127,7 @@ def chosen_tiles(choice, shape: tuple[int, int], program: Program, params: dict,
         t0 = m0 // bm
         for fill, out in ((False, some), (True, every)):
             padded = torch.nn.functional.pad(c, (0, 0, 0, pad), value=fill).view(B, H, tiles, bm, nb)
-            per_tile = (padded.any(3) if not fill else padded.all(3)).numpy()
+            per_tile = (padded.any(3) if not fill else padded.all(3)).cpu().numpy()
             cum = np.zeros(per_tile.shape[:-1] + (nb + 1,), dtype=np.int64)
             np.cumsum(per_tile, axis=-1, out=cum[..., 1:])       # over the blocks of each key tile
             hits = cum[..., last + 1] - cum[..., first]
@@ -135,17 +135,20 @@ def chosen_tiles(choice, shape: tuple[int, int], program: Program, params: dict,
     return some, every
 
 
-def from_data(program: Program, analyze, inputs: dict, tensors: dict, params: dict, block_shape, start: float
-              ) -> BlockLayout:
-    """The exact layout for these query and key inputs."""
+def from_data(program: Program, analyze, inputs: dict, tensors: dict, params: dict, block_shape, start: float,
+              lists: list | None = None) -> BlockLayout:
+    """The exact layout for these query and key inputs (the choice is made on their device);
+    ``lists``, where given, receives each row chunk's chosen blocks (:func:`index_lists`)."""
     sel = program.selection
     q, k = inputs[sel.q], inputs[sel.k]
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    q, k = q.detach().to("cpu", dtype), k.detach().to("cpu", dtype)
+    q, k = q.detach().to(dtype), k.detach().to(dtype)
     group = q.shape[1] // k.shape[1]
 
     def choice(rows: torch.Tensor) -> torch.Tensor:
-        c = choose(sel, q, k, rows, tensors, params, program.name)
+        c = choose(sel, q, k, rows.to(q.device), tensors, params, program.name)
+        if lists is not None:
+            lists.append(index_lists(c))
         return c.repeat_interleave(group, 1) if sel.shared else c
     static = analyze(replace(program, selection=None))
     shape = (q.shape[0], q.shape[1])
@@ -157,3 +160,9 @@ def from_data(program: Program, analyze, inputs: dict, tensors: dict, params: di
     full_area = layout._area(layout.full) / (layout.groups * layout.q_len * layout.kv_len)
     layout._density = Density(layout.density, full_area, layout.density, bound=True)
     return layout
+
+
+def chosen_lists(lists: list) -> torch.Tensor:
+    """The row chunks' chosen blocks as one int32 ``[B, H or H_kv, M, width]``, -1 padded."""
+    width = max(t.shape[-1] for t in lists)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=-1) for t in lists], dim=2)
