@@ -10,6 +10,7 @@ from oracles import SELECTIONS, pick_blocks, selection_mask
 import attncomp as ac
 from attncomp.errors import AttncompError, CascadeError, UnsupportedError
 from attncomp.ir import parse_program
+from attncomp.ir.analysis import row_counts
 from attncomp.ir.selection import choose, index_lists
 from attncomp.variants import REGISTRY
 
@@ -159,3 +160,25 @@ def test_gradients_flow_through_the_attention_not_the_choice():
     g = torch.randn_like(out)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(expected, (q, k, v), g)):
         torch.testing.assert_close(a, b)
+
+
+def brute_row_counts(pairs: torch.Tensor, bn: int) -> np.ndarray:
+    """Key tiles with at least one kept pair, per row, from a dense pair mask [B, H, M, N]."""
+    B, H, M, N = pairs.shape
+    padded = torch.nn.functional.pad(pairs, (0, -N % bn))
+    return padded.view(B, H, M, -1, bn).any(-1).sum(-1).numpy()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("q_len,kv_len", [(192, 192), (200, 150)])
+def test_structural_row_counts_equal_the_real_ones_where_exact(name, q_len, kv_len):
+    spec, args, q, k = problem(name, q_len, kv_len, seed=11)
+    real = brute_row_counts(selection_mask(name, args, q, k), 8)
+    data = row_counts(spec, q_len, kv_len, block_n=8, batch=2, heads=4, inputs={"Q": q, "K": k})
+    assert np.array_equal(data.low, real) and data.exact.all() and data.kind == "data"
+    structural = row_counts(spec, q_len, kv_len, block_n=8, batch=2, heads=4)
+    low, high = (np.broadcast_to(x, real.shape) for x in (structural.low, structural.high))
+    assert ((low <= real) & (real <= high)).all()
+    assert np.array_equal(np.where(low == high, real, low), low)
+    if name in ("moba", "nsa_selection", "quest") and q_len == kv_len:  # top-k over whole blocks: data-free
+        assert structural.exact.all()

@@ -32,7 +32,7 @@ from .shift import tile_periods
 from .summaries import RangeTable
 from .tiles import Grid, PointEvaluator, Rects, group_shape, resolve_leaves, subdivide
 
-__all__ = ["BlockLayout", "CSR", "Runs", "analyze", "group_shape"]
+__all__ = ["BlockLayout", "CSR", "Runs", "analyze", "group_shape", "row_counts"]
 
 @api_boundary
 def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, block=(128, 128), tensors: dict | None = None,
@@ -77,6 +77,38 @@ def analyze(spec: Program | Plan, q_len: int = 4096, kv_len: int | None = None, 
                             "Q or K", variant=spec.name)
     return planned.layout((q_len, kv_len, (bm, bn), batch, heads), tensors,
                           lambda: _classify(planned, q_len, kv_len, bm, bn, tensors, batch, heads, start))
+
+
+@api_boundary
+def row_counts(spec: Program | Plan, q_len: int, kv_len: int | None = None, block_n: int = 64,
+               tensors: dict | None = None, batch: int = 1, heads: int = 1,
+               inputs: dict | None = None) -> selected.RowCounts:
+    """For a spec with a selection stage: the key tiles (``block_n`` wide) each query row
+    visits, as a per-token kernel walks them — exact where the data cannot change the count
+    (MoBA's and NSA's top-k over full blocks), else its range; with ``inputs`` (Q and K by
+    name) the counts of their choice.
+
+    >>> import attncomp as ac
+    >>> from attncomp.ir.analysis import row_counts
+    >>> counts = row_counts(ac.variants.moba(block_size=64, top_k=3), 256, block_n=32)
+    >>> bool(counts.exact.all()), counts.high[0, 0, [0, 63, 64, 255]].tolist()
+    (True, [1, 2, 3, 6])
+    """
+    kv_len = q_len if kv_len is None else kv_len
+    for name, value in (("q_len", q_len), ("kv_len", kv_len), ("batch", batch), ("heads", heads),
+                        ("block_n", block_n)):
+        positive_int(name, value, spec.name)
+    planned = plan_of(spec)
+    program = planned.program
+    if program.selection is None:
+        raise AttncompError("row_counts is for specs with a selection stage; analyze gives the others' layouts",
+                            variant=spec.name)
+    tensors = known_tensors(planned.spec, tensors)
+    params = {k: v for k, v in program.params.items() if v is not None}
+    values = {**dict(planned.spec.bindings), **tensors}
+    return selected.row_counts(program, lambda p, block: analyze(p, q_len, kv_len, block, tensors=tensors,
+                                                                  batch=batch, heads=heads),
+                               values, params, block_n, batch, heads, inputs)
 
 
 def _selected_layout(planned: Plan, q_len: int, kv_len: int, block: tuple[int, int], tensors: dict, batch: int,

@@ -12,11 +12,12 @@ the query and key inputs (:func:`from_data`) the real choice is computed (by row
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from ...errors import AttncompError
 from .. import expr as E
 from ..program import Program
 from ..selection import candidates, choose, index_lists, sizes
@@ -166,3 +167,78 @@ def chosen_lists(lists: list) -> torch.Tensor:
     """The row chunks' chosen blocks as one int32 ``[B, H or H_kv, M, width]``, -1 padded."""
     width = max(t.shape[-1] for t in lists)
     return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=-1) for t in lists], dim=2)
+
+
+@dataclass
+class RowCounts:
+    """Key tiles (``block_n`` keys wide) each query row visits in a per-token kernel (NSA's
+    group-centric loading, one token per tile), ``[batch, heads, q_len]`` over the groups:
+    ``low == high`` where the count cannot depend on the data (``exact``), else the range it
+    can take; ``kind`` is "structural" or "data" (computed from given inputs: exact)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    kind: str
+
+    @property
+    def exact(self) -> np.ndarray:
+        return self.low == self.high
+
+
+def _tiles_per_block(static: BlockLayout, rows: slice, shape, nb: int, block: int) -> np.ndarray:
+    """Per (group of ``shape``, row in ``rows``, key block): the row's static tiles in the block."""
+    nq, bn = static.num_q_blocks, static.block[1]
+    out = np.zeros((shape[0], shape[1], rows.stop - rows.start, nb), dtype=np.int64)
+    for b in range(shape[0]):
+        for h in range(shape[1]):
+            g = (b % static.shape[0]) * static.shape[1] + h % static.shape[1]
+            for runs in (static.partial, static.full):
+                csr = runs.csr(slice(g * nq + rows.start, g * nq + rows.stop))
+                np.add.at(out[b, h], (csr.rows(), csr.indices.astype(np.int64) * bn // block), 1)
+    return out
+
+
+def row_counts(program: Program, analyze, tensors: dict, params: dict, block_n: int, batch: int, heads: int,
+               inputs: dict | None = None) -> RowCounts:
+    """See :class:`RowCounts`; ``analyze(program, block)`` is the static analysis."""
+    sel = program.selection
+    static = analyze(replace(program, selection=None), (1, block_n))
+    q_len, kv_len = static.q_len, static.kv_len
+    block, count, nb = sizes(sel, params, kv_len, program.name)
+    if block % block_n:
+        raise AttncompError(f"per-row tile counts need key tiles inside selection blocks: block_n={block_n} must "
+                            f"divide the selection's block of {block} keys", variant=program.name)
+    if inputs is not None:
+        q, k = (inputs[n].detach().to(torch.float64 if inputs[n].dtype == torch.float64 else torch.float32)
+                for n in (sel.q, sel.k))
+        shape = (q.shape[0], q.shape[1])
+    else:
+        letters = set().union(*(E.letters_of(e) for e in (sel.eligible, sel.forced) if e is not None))
+        shape = (max(static.shape[0], batch if "b" in letters else 1),
+                 max(static.shape[1], heads if "h" in letters else 1))
+    low = np.zeros(shape + (q_len,), dtype=np.int64)
+    high = np.zeros(shape + (q_len,), dtype=np.int64)
+    step = max(1, ROW_CHUNK // max(1, nb * shape[0] * shape[1]))
+    for m0 in range(0, q_len, step):
+        rows = slice(m0, min(q_len, m0 + step))
+        t = torch.from_numpy(_tiles_per_block(static, rows, shape, nb, block))
+        index = torch.arange(rows.start, rows.stop)
+        if inputs is not None:
+            chosen = choose(sel, q, k, index, tensors, params, program.name)
+            if sel.shared:
+                chosen = chosen.repeat_interleave(q.shape[1] // k.shape[1], 1)
+            low[..., rows] = high[..., rows] = (t * chosen.cpu()).sum(-1).numpy()
+            continue
+        eligible, forced = candidates(sel, shape[0], shape[1], index, nb, tensors, params, program.name)
+        free = (eligible & ~forced).expand(t.shape)
+        sure = (t * forced).sum(-1)
+        if sel.rule != "topk":  # threshold, top-p: any number of the free candidates
+            low[..., rows], high[..., rows] = sure.numpy(), (sure + (t * free).sum(-1)).numpy()
+            continue
+        need = (count - forced.expand(t.shape).sum(-1, keepdim=True)).clamp_min(0)
+        rank = torch.arange(nb).expand(t.shape)
+        for out, fill, descending in ((low, torch.iinfo(torch.int64).max, False), (high, -1, True)):
+            ordered = torch.where(free, t, fill).sort(-1, descending=descending).values
+            take = (rank < need) & (ordered != fill)
+            out[..., rows] = (sure + (ordered * take).sum(-1)).numpy()
+    return RowCounts(low, high, "data" if inputs is not None else "structural")
