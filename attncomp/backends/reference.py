@@ -25,7 +25,7 @@ from ..ir.evaluate import Env, Value, align, apply_mask, evaluate, union
 from ..ir.arguments import positive_int
 from ..ir.plan import Plan
 from ..ir.program import Eqn, Program
-from ..ir.selection import choose, expand_to_keys, sizes
+from ..ir.selection import Chooser, expand_to_keys
 from .binding import Bound
 from .registry import Kernel, register
 
@@ -153,15 +153,12 @@ def eval_eqn(program: Program, eqn: Eqn, env: Env) -> torch.Tensor:
     return masked.t.permute([canon.index(x) for x in eqn.letters])
 
 
-def _selected(program: Program, bound: Bound, env: Env, dtype: torch.dtype) -> Value:
+def _selected(chooser: Chooser, env: Env) -> Value:
     """The mask of this chunk of rows narrowed to the key blocks the selection chooses."""
-    sel = program.selection
-    q, k = (bound.inputs[n].to(dtype) for n in (sel.q, sel.k))
-    chosen = choose(sel, q, k, env.index["m"], bound.tensors, bound.params, program.name)
-    if sel.shared:  # one choice per KV group: each query head reads its group's
-        chosen = chosen.repeat_interleave(q.shape[1] // k.shape[1], 1)
-    block = sizes(sel, bound.params, k.shape[2], program.name)[0]
-    keys = Value(expand_to_keys(chosen, block, k.shape[2]), ("b", "h", "m", "n"))
+    chosen = chooser(env.index["m"])
+    if chooser.sel.shared:  # one choice per KV group: each query head reads its group's
+        chosen = chosen.repeat_interleave(chooser.group, 1)
+    keys = Value(expand_to_keys(chosen, chooser.block, len(env.index["n"])), ("b", "h", "m", "n"))
     if env.mask is None:
         return keys
     letters = union(env.order, env.mask, keys)
@@ -186,6 +183,9 @@ def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.T
     index = {x: torch.arange(sizes[x], device=device) for x in bound.order}
     m_free = {e.name for e in program.eqns if "m" not in E.letters_of(e.rhs)}
     cache: dict[str, torch.Tensor] = {}
+    sel = program.selection  # keys pooled once, blocks chosen per chunk of rows
+    chooser = Chooser(sel, inputs[sel.q], inputs[sel.k], bound.tensors, bound.params, program.name, dtype) \
+        if sel is not None else None
     pieces = []
     for m0 in range(0, rows, step):
         m1 = min(rows, m0 + step)
@@ -201,8 +201,8 @@ def run(program: Program, bound: Bound, budget: int = DEFAULT_BUDGET) -> torch.T
         if program.mask is not None:
             mv = evaluate(program.mask, env)
             env.mask = Value(mv.t.to(torch.bool), mv.letters)
-        if program.selection is not None:
-            env.mask = _selected(program, bound, env, dtype)
+        if chooser is not None:
+            env.mask = _selected(chooser, env)
         for eqn in program.eqns:
             if eqn.name in cache:
                 t = cache[eqn.name]

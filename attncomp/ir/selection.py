@@ -117,21 +117,34 @@ def sizes(sel: Selection, params: dict, kv_len: int, variant: str) -> tuple[int,
     return block, count, -(-kv_len // block)
 
 
-def pooled(sel: Selection, k: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per key block and channel: the pooled keys ``[B, Hk, NB, D]`` (bounds: min and max)."""
+POOL_CHUNK = 1 << 24  # key elements converted and pooled at once
+
+
+def pooled(sel: Selection, k: torch.Tensor, block: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per key block and channel, in ``dtype``: the pooled keys ``[B, Hk, NB, D]`` (bounds:
+    min and max), a few blocks at a time (no whole-K copy in the wider dtype)."""
     B, Hk, N, D = k.shape
     nb = -(-N // block)
-    pad = nb * block - N
-    padded = torch.nn.functional.pad(k, (0, 0, 0, pad)).view(B, Hk, nb, block, D)
-    if sel.pool == "mean":
-        counts = torch.full((nb,), block, dtype=k.dtype, device=k.device)
-        counts[-1] = N - (nb - 1) * block
-        return padded.sum(3) / counts[:, None], None
-    inside = (torch.arange(nb * block, device=k.device) < N).view(nb, block, 1)
-    top = padded.masked_fill(~inside, float("-inf")).amax(3)
+    step = max(1, POOL_CHUNK // max(1, B * Hk * block * D))
+    lows, highs = [], []
+    for j0 in range(0, nb, step):
+        j1 = min(nb, j0 + step)
+        keys = k[:, :, j0 * block:min(N, j1 * block)].to(dtype)
+        count = keys.shape[2]
+        pad = (j1 - j0) * block - count
+        if sel.pool == "mean":
+            sums = torch.nn.functional.pad(keys, (0, 0, 0, pad)).view(B, Hk, j1 - j0, block, D).sum(3)
+            sizes_ = torch.full((j1 - j0, 1), float(block), dtype=dtype, device=k.device)
+            sizes_[-1] = count - (j1 - j0 - 1) * block
+            lows.append(sums / sizes_)
+            continue
+        blocks = lambda fill: torch.nn.functional.pad(keys, (0, 0, 0, pad), value=fill).view(B, Hk, j1 - j0, block, D)
+        highs.append(blocks(float("-inf")).amax(3))
+        if sel.pool == "bounds":
+            lows.append(blocks(float("inf")).amin(3))
     if sel.pool == "max":
-        return top, None
-    return padded.masked_fill(~inside, float("inf")).amin(3), top
+        return torch.cat(highs, 2), None
+    return torch.cat(lows, 2), (torch.cat(highs, 2) if highs else None)
 
 
 def candidates(sel: Selection, batch: int, heads: int, rows: torch.Tensor, nb: int, tensors: dict, params: dict,
@@ -150,13 +163,66 @@ def candidates(sel: Selection, batch: int, heads: int, rows: torch.Tensor, nb: i
     return grid(sel.eligible), forced
 
 
-@torch.no_grad()
+class Chooser:
+    """The choice of :class:`Selection` ``sel`` for query and key inputs ``q`` ``[B, H, M, D]``
+    and ``k`` ``[B, Hk, N, D]`` (H a multiple of Hk), gates in ``dtype`` (by default float64
+    for float64 inputs, else float32): keys pooled once, then ``chooser(rows)`` gives the
+    chosen key blocks of query ``rows``, bool ``[B, H or Hk (shared), len(rows), NB]``."""
+
+    @torch.no_grad()
+    def __init__(self, sel: Selection, q: torch.Tensor, k: torch.Tensor, tensors: dict, params: dict,
+                 variant: str = "program", dtype: torch.dtype | None = None):
+        self.sel, self.q, self.tensors, self.params, self.variant = sel, q, tensors, params, variant
+        self.dtype = dtype or (torch.float64 if q.dtype == torch.float64 else torch.float32)
+        self.block, self.count, self.nb = sizes(sel, params, k.shape[2], variant)
+        self.group = q.shape[1] // k.shape[1]
+        low, high = pooled(sel, k, self.block, self.dtype)
+        self.low = low.repeat_interleave(self.group, 1)
+        self.high = high.repeat_interleave(self.group, 1) if high is not None else None
+
+    @torch.no_grad()
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        sel, nb, count = self.sel, self.nb, self.count
+        B, H, _, D = self.q.shape
+        qr = self.q[:, :, rows.to(self.q.device)].to(self.dtype)
+        if sel.pool == "bounds":  # Quest: the largest q . k any key of the block can give, channel by channel
+            gate = torch.maximum(qr[..., None, :] * self.low[:, :, None], qr[..., None, :] * self.high[:, :, None]).sum(-1)
+        else:
+            gate = torch.einsum("bhmd,bhjd->bhmj", qr, self.low)
+        eligible, forced = candidates(sel, B, 1 if sel.shared else H, rows.to(self.q.device), nb, self.tensors,
+                                      self.params, self.variant)
+        cand = eligible | forced
+        gate = torch.nan_to_num(gate, nan=float("-inf"))
+        scale = D ** -0.5
+        if sel.normalize:  # a softmax over the row's eligible blocks (a row without any: all 0)
+            scores = gate.mul(scale).masked_fill(~eligible, float("-inf"))
+            top = scores.amax(-1, keepdim=True)
+            e = (scores - torch.where(torch.isneginf(top), 0.0, top)).exp()
+            gate = e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(e.dtype).tiny)
+        if sel.shared:  # one choice per KV head: the gates of its query heads summed
+            gate = gate.view(B, H // self.group, self.group, len(rows), nb).sum(2)
+        cand, forced = cand.expand(gate.shape), forced.expand(gate.shape)
+        if sel.rule == "threshold":
+            return forced | (cand & (gate >= count))
+        # rank the candidates: forced first, then by descending gate, ties to the lower block
+        key = torch.where(forced, float("inf"), torch.where(cand, gate, float("-inf")))
+        order = torch.sort(key, dim=-1, descending=True, stable=True).indices
+        if sel.rule == "topk":
+            rank = torch.empty_like(order).scatter_(-1, order, torch.arange(nb, device=order.device).expand_as(order))
+            return forced | (cand & (rank < count))
+        # top-p: a candidate is chosen while the mass ranked before it is below p
+        mass = gate if sel.normalize else torch.softmax(gate.mul(scale).masked_fill(~cand, float("-inf")), -1)
+        mass = torch.nan_to_num(mass, nan=0.0).masked_fill(~cand, 0.0)
+        mass = mass / mass.sum(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
+        ranked = mass.gather(-1, order)
+        before = torch.cumsum(ranked, -1) - ranked
+        chosen = torch.zeros_like(cand).scatter_(-1, order, before < count)
+        return forced | (cand & chosen)
+
+
 def choose(sel: Selection, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, tensors: dict, params: dict,
            variant: str = "program") -> torch.Tensor:
-    """The chosen key blocks of query ``rows``: bool ``[B, H or Hk (shared), len(rows), NB]``.
-
-    ``q`` is ``[B, H, M, D]``, ``k`` is ``[B, Hk, N, D]`` (H a multiple of Hk), both in the
-    dtype the gates are computed in.
+    """The chosen key blocks of query ``rows`` (one use of a :class:`Chooser`).
 
     >>> import torch, attncomp as ac
     >>> spec = ac.variants.moba(block_size=4, top_k=2)
@@ -165,46 +231,7 @@ def choose(sel: Selection, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor,
     >>> chosen.sum(-1)[0, 0].tolist()  # own block + 1 earlier one (all there is before m = 4)
     [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
     """
-    B, H, _, D = q.shape
-    Hk = k.shape[1]
-    block, count, nb = sizes(sel, params, k.shape[2], variant)
-    low, high = pooled(sel, k, block)
-    group = H // Hk
-    qr = q[:, :, rows]
-    if sel.pool == "bounds":  # Quest: the largest q . k any key of the block can give, channel by channel
-        lo, hi = (t.repeat_interleave(group, 1)[:, :, None] for t in (low, high))
-        gate = torch.maximum(qr[..., None, :] * lo, qr[..., None, :] * hi).sum(-1)
-    else:
-        gate = torch.einsum("bhmd,bhjd->bhmj", qr, low.repeat_interleave(group, 1))
-    eligible, forced = candidates(sel, B, 1 if sel.shared else H, rows, nb, tensors, params, variant)
-    cand = eligible | forced
-    gate = torch.nan_to_num(gate, nan=float("-inf"))
-    scale = D ** -0.5
-    if sel.normalize:  # a softmax over the row's eligible blocks (a row without any: all 0)
-        scores = gate.mul(scale).masked_fill(~eligible, float("-inf"))
-        top = scores.amax(-1, keepdim=True)
-        e = (scores - torch.where(torch.isneginf(top), 0.0, top)).exp()
-        gate = e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(e.dtype).tiny)
-    if sel.shared:  # one choice per KV head: the gates of its query heads summed
-        gate = gate.view(B, Hk, group, len(rows), nb).sum(2)
-    cand, forced = cand.expand(gate.shape), forced.expand(gate.shape)
-    if sel.rule == "threshold":
-        return forced | (cand & (gate >= count))
-    # rank the candidates: forced first, then by descending gate, ties to the lower block
-    key = torch.where(forced, float("inf"), torch.where(cand, gate, float("-inf")))
-    order = torch.sort(key, dim=-1, descending=True, stable=True).indices
-    if sel.rule == "topk":
-        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(nb, device=order.device).expand_as(order))
-        return forced | (cand & (rank < count))
-    # top-p: a candidate is chosen while the mass ranked before it is below p
-    mass = gate if sel.normalize else torch.softmax(gate.mul(scale).masked_fill(~cand, float("-inf")), -1)
-    mass = torch.nan_to_num(mass, nan=0.0).masked_fill(~cand, 0.0)
-    mass = mass / mass.sum(-1, keepdim=True).clamp_min(torch.finfo(mass.dtype).tiny)
-    ranked = mass.gather(-1, order)
-    before = torch.cumsum(ranked, -1) - ranked
-    chosen_sorted = before < count
-    chosen = torch.zeros_like(cand).scatter_(-1, order, chosen_sorted)
-    return forced | (cand & chosen)
+    return Chooser(sel, q, k, tensors, params, variant)(rows)
 
 
 def expand_to_keys(chosen: torch.Tensor, block: int, kv_len: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from ...errors import AttncompError
 from .. import expr as E
 from ..program import Program
-from ..selection import candidates, choose, index_lists, sizes
+from ..selection import Chooser, candidates, index_lists, sizes
 from .density import Density
 from .layout import BlockLayout, Runs
 
@@ -141,13 +141,12 @@ def from_data(program: Program, analyze, inputs: dict, tensors: dict, params: di
     """The exact layout for these query and key inputs (the choice is made on their device);
     ``lists``, where given, receives each row chunk's chosen blocks (:func:`index_lists`)."""
     sel = program.selection
-    q, k = inputs[sel.q], inputs[sel.k]
-    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    q, k = q.detach().to(dtype), k.detach().to(dtype)
+    q, k = inputs[sel.q].detach(), inputs[sel.k].detach()
     group = q.shape[1] // k.shape[1]
+    chooser = Chooser(sel, q, k, tensors, params, program.name)
 
     def choice(rows: torch.Tensor) -> torch.Tensor:
-        c = choose(sel, q, k, rows.to(q.device), tensors, params, program.name)
+        c = chooser(rows)
         if lists is not None:
             lists.append(index_lists(c))
         return c.repeat_interleave(group, 1) if sel.shared else c
@@ -209,8 +208,8 @@ def row_counts(program: Program, analyze, tensors: dict, params: dict, block_n: 
         raise AttncompError(f"per-row tile counts need key tiles inside selection blocks: block_n={block_n} must "
                             f"divide the selection's block of {block} keys", variant=program.name)
     if inputs is not None:
-        q, k = (inputs[n].detach().to(torch.float64 if inputs[n].dtype == torch.float64 else torch.float32)
-                for n in (sel.q, sel.k))
+        q, k = (inputs[n].detach() for n in (sel.q, sel.k))
+        chooser = Chooser(sel, q, k, tensors, params, program.name)
         shape = (q.shape[0], q.shape[1])
     else:
         letters = set().union(*(E.letters_of(e) for e in (sel.eligible, sel.forced) if e is not None))
@@ -224,7 +223,7 @@ def row_counts(program: Program, analyze, tensors: dict, params: dict, block_n: 
         t = torch.from_numpy(_tiles_per_block(static, rows, shape, nb, block))
         index = torch.arange(rows.start, rows.stop)
         if inputs is not None:
-            chosen = choose(sel, q, k, index, tensors, params, program.name)
+            chosen = chooser(index)
             if sel.shared:
                 chosen = chosen.repeat_interleave(q.shape[1] // k.shape[1], 1)
             low[..., rows] = high[..., rows] = (t * chosen.cpu()).sum(-1).numpy()
