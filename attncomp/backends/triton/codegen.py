@@ -151,13 +151,25 @@ class _Gen:
             lines.append(", ".join(self.n(x, i) for x in names) + ",")
         return lines
 
-    def mask(self) -> list[str]:
-        lines = [f"keep = col_ok & ({self.expr(self.plan.mask)})"] if self.plan.mask is not None else []
+    def mask(self, first: bool = True) -> list[str]:
+        """``keep`` narrowed by the mask (from ``col_ok`` when ``first``) and by the rows' chosen
+        key blocks; none: no mask, no partial tiles."""
+        lines = [f"keep = {'col_ok' if first else 'keep'} & ({self.expr(self.plan.mask)})"] \
+            if self.plan.mask is not None else []
         if self.plan.selection is not None:  # sel: the row's chosen key blocks, -1 padded
             blk = f"(kv_idx // ({self.expr(self.plan.selection.block)}))"
             lines.append(f"keep = keep & (tl.sum((sel[:, :, None] == {blk}[:, None, :]).to(tl.int32), 1) > 0)"
                          "  # the data chose the key's block")
-        return lines  # none: no mask, no partial tiles
+        return lines
+
+    def chosen(self) -> list[str]:
+        """The query tile's rows' chosen key blocks, ``sel`` [BLOCK_M, SEL_WP] (-1: none)."""
+        if self.plan.selection is None:
+            return []
+        return ["offs_w = tl.arange(0, SEL_WP)",
+                "sel = tl.load(Sel + ((b64 * SEL_H + off_h // (H // SEL_H)) * q_len + m64)[:, None] * SEL_W"
+                " + offs_w[None, :],",
+                "              mask=row_ok[:, None] & (offs_w[None, :] < SEL_W), other=-1)  # the rows' choices"]
 
     def load_k(self, i: int) -> list[str]:
         t = self.plan.terms[i]
@@ -343,12 +355,7 @@ class _Gen:
     def prologue(self, reads: set[str]) -> list[str]:
         heads = [f"{n} += (off_h // GROUPS_{n}).to(tl.int64) * stride_{n}_h  # its head (GQA: shared by a group)"
                  for n in self.key_side()]
-        select = ["offs_w = tl.arange(0, SEL_WP)",
-                  "sel = tl.load(Sel + ((b64 * SEL_H + off_h // (H // SEL_H)) * q_len + m64)[:, None] * SEL_W"
-                  " + offs_w[None, :],",
-                  "              mask=row_ok[:, None] & (offs_w[None, :] < SEL_W), other=-1)  # this tile's rows' choices"
-                  ] if self.plan.selection else []
-        return [*heads, *select, *(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
+        return [*heads, *self.chosen(), *(["offs_c = tl.arange(0, BLOCK_C)"] if self.plan.gates else []),
                 *(["q_idx = offs_m[:, None]"] if "q_idx" in reads else []),
                 *(["qk_scale = sm_scale * LOG2E"] if "qk_scale" in reads else [])]
 
@@ -396,7 +403,8 @@ class _Gen:
                 "l_i = tl.load(Rows + (off_bh.to(tl.int64) * q_len + offs_m) * 2 + 1, mask=row_ok, other=1.0)",
                 "m_i = tl.where(m_i == float(\"-inf\"), 0.0, m_i)  # a row with no key: its p is 0 anyway",
                 "l_i = tl.where(l_i == 0.0, 1.0, l_i)",
-                "delta = tl.load(Delta + off_bh.to(tl.int64) * q_len + offs_m, mask=row_ok, other=0.0)"]
+                "delta = tl.load(Delta + off_bh.to(tl.int64) * q_len + offs_m, mask=row_ok, other=0.0)",
+                *self.chosen()]
         slope = derivative(t.logits, QK)
         dqk = "ds" if slope == ONE else "tl.zeros_like(ds)  # the score mod ignores the score" if slope is None \
             else f"ds * ({self.expr(slope, qk='qk')})"
@@ -426,7 +434,7 @@ class _Gen:
                     sink.append(self.printer.scatter_add(
                         load, f"{load.arg.name}_grad",
                         f"(tl.zeros([BLOCK_M, BLOCK_N], tl.float64) + ({value}).to(tl.float64))", "sink_lane"))
-        mask = [f"keep = keep & ({self.expr(self.plan.mask)})"] if self.plan.mask is not None else []
+        mask = self.mask(first=False)
         kv = self.load_k(0) + self.load_v()
         reads, _ = self.scope()
         names_ = self.captured()
@@ -503,7 +511,7 @@ def differentiable(plan: KernelPlan) -> bool:
     """Whether the backward kernels apply: one softmax term of a raw ``q . k`` (a score mod
     and a mask allowed, no feature maps, gates or epilogue beyond the normalization).
     Cascades (sigmoid, differential, gated, linear) get theirs from the adjoint Program."""
-    if len(plan.terms) != 1 or plan.gates or plan.selection is not None:
+    if len(plan.terms) != 1 or plan.gates:
         return False
     t = plan.terms[0]
     if not (t.kind == "softmax" and t.scores.phi_q is None and t.scores.phi_k is None and not t.rowsum

@@ -64,7 +64,8 @@ class TritonKernel(Kernel):
 
     A selection stage (MoBA, NSA, Quest) is chosen from each call's Q and K on their device,
     a chunk of rows at a time; the query tiles visit the union of their rows' chosen blocks,
-    and partial tiles test each row's chosen block list (forward only for now).
+    and partial tiles test each row's chosen block list, in the backward kernels too (the
+    choice itself has no gradient).
 
     >>> import torch, attncomp as ac
     >>> kernel = ac.compile(ac.variants.causal(), backend="triton", block=(16, 16))
@@ -142,11 +143,11 @@ class TritonKernel(Kernel):
                   as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
         return layout, blocks, selected.chosen_lists(lists).to(device)
 
-    def columns(self, bound, device):
+    def columns(self, bound, device, layout):
         """Per key block, its partial and full query blocks (the dK/dV pass walks columns):
-        the layout's rows transposed, as int32 tensors, cached."""
+        the layout's rows transposed, as int32 tensors, cached (not for a selection stage,
+        whose layout is the call's data's)."""
         def build():
-            layout, _ = self.blocks(bound, device)
             nq, nk = layout.num_q_blocks, layout.num_kv_blocks
             out = []
             for csr in (layout.partial.csr(), layout.full.csr()):
@@ -157,7 +158,7 @@ class TritonKernel(Kernel):
                 offsets[1:] = np.cumsum(np.bincount(column, minlength=layout.groups * nk))
                 out += [offsets, (rows % nq)[order]]
             return tuple(torch.from_numpy(a.astype("int32")).to(device) for a in out)
-        return self.column_cache.get(bound, device, build)
+        return build() if self.spec.selection is not None else self.column_cache.get(bound, device, build)
 
     def run(self, bound: Bound) -> torch.Tensor:
         device = bound.device
@@ -173,7 +174,7 @@ class TritonKernel(Kernel):
         runtime = [bound.tensors[t] for t in self.program.tensors] + ([chosen] if chosen is not None else [])
         fn = self.module(device)["attention"]
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs + runtime):
-            return _Attention.apply(self, bound, *inputs, *runtime)
+            return _Attention.apply(self, bound, (layout, blocks), *inputs, *runtime)
         with torch.no_grad():
             out, lse, stats = fn(*inputs, *runtime, blocks, layout_shape=layout.shape, block_m=self.block[0],
                                  block_n=self.block[1], store_lse=self.store_lse, count=self.count,
@@ -190,8 +191,8 @@ class _Attention(torch.autograd.Function):
     kernels: dQ over rows, dK/dV over columns, captured float tensors by atomics."""
 
     @staticmethod
-    def forward(ctx, kernel: TritonKernel, bound: Bound, *tensors: torch.Tensor):
-        layout, blocks = kernel.blocks(bound, bound.device)
+    def forward(ctx, kernel: TritonKernel, bound: Bound, lists: tuple, *tensors: torch.Tensor):
+        layout, blocks = lists  # the forward's: a selection stage's are this call's data's
         module = kernel.module(bound.device)
         q = tensors[0]
         rows = torch.empty((*q.shape[:3], 2), dtype=torch.float32, device=q.device)  # each row's max and sum
@@ -200,7 +201,7 @@ class _Attention(torch.autograd.Function):
                                                   block_m=kernel.block[0], block_n=kernel.block[1],
                                                   store_lse=kernel.store_lse, count=kernel.count, rows=rows)
         kernel.last_stats, kernel.last_lse = stats, lse
-        ctx.kernel, ctx.bound = kernel, bound
+        ctx.kernel, ctx.bound, ctx.lists = kernel, bound, lists
         ctx.save_for_backward(*tensors, out, rows)
         return out
 
@@ -208,8 +209,8 @@ class _Attention(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         kernel, bound = ctx.kernel, ctx.bound
         *tensors, out, rows = ctx.saved_tensors
-        layout, blocks = kernel.blocks(bound, bound.device)
-        columns = kernel.columns(bound, bound.device)
+        layout, blocks = ctx.lists
+        columns = kernel.columns(bound, bound.device, layout)
         with torch.no_grad():
             dq, dk, dv, captured, stats = kernel.module(bound.device)["backward"](
                 *tensors, out, rows, grad_out, blocks, columns, layout_shape=layout.shape, block_m=kernel.block[0],
@@ -217,6 +218,7 @@ class _Attention(torch.autograd.Function):
         kernel.last_backward_stats = stats
         term = kernel.lowered.terms[0]
         by_name = {term.scores.q: dq, term.scores.k: dk, kernel.lowered.v: dv, **captured}
-        names = kernel.lowered.inputs + list(kernel.program.tensors)
+        names = kernel.lowered.inputs + list(kernel.program.tensors) + ["<chosen blocks>"] * (kernel.spec.selection
+                                                                                           is not None)
         grads = [by_name.get(n) if t.requires_grad else None for n, t in zip(names, tensors)]
-        return (None, None, *grads)
+        return (None, None, None, *grads)
