@@ -219,6 +219,9 @@ def cmd_analyze(args) -> int:
           f"groups(batch x heads)={layout.shape[0]}x{layout.shape[1]}")
     print(f"tiles: {c['partial']} partial, {c['full']} full, {c['empty']} empty of {total} "
           f"({100.0 * (c['partial'] + c['full']) / total:.2f}% visited)")
+    if layout.selection == "structural":
+        print("data-dependent selection: the layout every choice fits in (empty: no choice reaches it; full: "
+              "chosen whatever the data; partial: the data decides)")
     print(f"density (visited tile area): {summary['density']:.4f}   mask density (kept pairs): "
           f"{layout.mask_density_text()}")
     print(f"ratios: {summary['tile_bound']:.2f}x all / visited tiles, {1 / max(summary['mask_density'], 1e-300):.2f}x "

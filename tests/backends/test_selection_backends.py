@@ -5,7 +5,7 @@ lengths with GQA, gradients included; Triton visits exactly the tiles of the dat
 import numpy as np
 import pytest
 import torch
-from oracles import SELECTIONS, oracle, sdpa, selection_mask
+from oracles import SELECTIONS, oracle, pick_blocks, sdpa, selection_mask
 
 import attncomp as ac
 from attncomp.variants import REGISTRY
@@ -68,3 +68,25 @@ def test_triton_gradients_through_the_chosen_keys(name):
     partial, full = layout.row_blocks()
     dq_tiles = kernel.last_backward_stats[0].reshape(2, 4, -1, 2)[..., 0].numpy()
     assert np.array_equal(dq_tiles, partial + full)
+
+
+@pytest.mark.parametrize("pool", ["mean", "max", "bounds"])
+def test_non_causal_selection_without_a_mask(pool):
+    """No mask at all: every key of a chosen block is attended (pools against a direct formula)."""
+    spec = ac.variants.topk_blocks(block_size=16, top_k=2, pool=pool, causal=False)
+    assert spec.mask is None
+    q, k, v = inputs("topk_blocks", 50, 70, kv_heads=4, seed=9)
+    blocks = torch.nn.functional.pad(k, (0, 0, 0, 10)).view(2, 4, 5, 16, 16)  # the last block: 6 keys
+    last = torch.arange(80).view(5, 16) < 70
+    if pool == "mean":
+        gate = torch.einsum("bhmd,bhjd->bhmj", q, (blocks * last[..., None]).sum(3) / last.sum(1)[:, None])
+    else:
+        top = blocks.masked_fill(~last[..., None], float("-inf")).amax(3)
+        low = blocks.masked_fill(~last[..., None], float("inf")).amin(3)
+        gate = torch.einsum("bhmd,bhjd->bhmj", q, top) if pool == "max" else \
+            torch.maximum(q[:, :, :, None] * low[:, :, None], q[:, :, :, None] * top[:, :, None]).sum(-1)
+    chosen = pick_blocks(gate, 2)
+    expected = sdpa(q, k, v, mask=chosen[..., torch.arange(70) // 16])
+    for backend, options in (("reference", {}), ("triton", {"block": (16, 16)})):
+        out = ac.compile(spec, backend=backend, **options)(q, k, v)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
