@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -149,6 +150,23 @@ def selection_mask(name, args, q, k):
     fn, size = SELECTIONS[name]
     chosen = fn(q, k, args[size], args["top_k"])
     return block_keys(chosen, args[size], q.shape[2], k.shape[2])
+
+
+def tile_classes(pairs: torch.Tensor, bm: int, bn: int) -> np.ndarray:
+    """Tile classes (0 empty, 1 partial, 2 full) of a dense pair mask [B, H, M, N], brute force."""
+    B, H, M, N = pairs.shape
+    nq, nk = -(-M // bm), -(-N // bn)
+    out = np.zeros((B, H, nq, nk), dtype=np.int64)
+    for i in range(nq):
+        for j in range(nk):
+            tile = pairs[:, :, i * bm:(i + 1) * bm, j * bn:(j + 1) * bn].reshape(B, H, -1)
+            out[:, :, i, j] = np.where(tile.all(-1).numpy(), 2, np.where(tile.any(-1).numpy(), 1, 0))
+    return out
+
+
+def layout_classes(layout) -> np.ndarray:
+    B, H = layout.shape
+    return np.stack([np.stack([layout.class_grid(b, h) for h in range(H)]) for b in range(B)])
 
 
 def grid(q_len, kv_len):

@@ -5,7 +5,7 @@ lengths with GQA, gradients included; Triton visits exactly the tiles of the dat
 import numpy as np
 import pytest
 import torch
-from oracles import SELECTIONS, oracle, pick_blocks, sdpa, selection_mask
+from oracles import SELECTIONS, layout_classes, oracle, pick_blocks, sdpa, selection_mask, tile_classes
 
 import attncomp as ac
 from attncomp.variants import REGISTRY
@@ -34,17 +34,32 @@ def test_matches_the_papers_algorithm(name, q_len, kv_len, backend):
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
 
 
+def kernel_rows(pairs: torch.Tensor, spec, kv_heads: int) -> torch.Tensor:
+    """The pair mask on the kernel's rows: per query head, or, for a choice shared by a KV
+    group, NSA's group-centric rows (token m, head g of the group) -> row m * G + g."""
+    if not spec.selection.shared:
+        return pairs
+    B, H, M, N = pairs.shape
+    return pairs.view(B, kv_heads, H // kv_heads, M, N).transpose(2, 3).reshape(B, kv_heads, M * H // kv_heads, N)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_triton_visits_exactly_the_data_layout(name):
-    spec = REGISTRY[name].build()
+    """The kernel's layout is the brute-force tile classes of the data's pairs (on its rows),
+    and it visits exactly those tiles."""
+    variant = REGISTRY[name]
+    spec = variant.build()
     q, k, v = inputs(name, 200, 200, seed=5)
     kernel = ac.compile(spec, backend="triton", block=(32, 16), count=True)
     kernel(q, k, v)
-    layout = ac.analyze(spec, 200, 200, (32, 16), inputs={"Q": q, "K": k}, batch=2, heads=4)
+    layout = kernel.last_layout
+    pairs = kernel_rows(selection_mask(name, variant.arguments(), q, k), spec, k.shape[1])
+    assert np.array_equal(layout_classes(layout), tile_classes(pairs, 32, 16))
     partial, full = layout.row_blocks()
-    stats = kernel.last_stats.reshape(2, 4, layout.num_q_blocks, 4).numpy()
+    stats = kernel.last_stats.reshape(*layout.shape, layout.num_q_blocks, 4).numpy()
     assert np.array_equal(stats[..., 0], partial) and np.array_equal(stats[..., 1], full)
     assert layout.counts["empty"] > 0 and layout.counts["partial"] > 0
+    assert (layout.shape[1], layout.q_len) == ((2, 400) if spec.selection.shared else (4, 200))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -64,9 +79,9 @@ def test_triton_gradients_through_the_chosen_keys(name):
     got = torch.autograd.grad(kernel(*narrow), narrow, g.float())
     for a, b in zip(got, want):
         torch.testing.assert_close(a.double(), b, atol=2e-5, rtol=1e-4)
-    layout = ac.analyze(variant.build(), 70, 90, (16, 16), inputs={"Q": q, "K": k}, batch=2, heads=4)
+    layout = kernel.last_layout
     partial, full = layout.row_blocks()
-    dq_tiles = kernel.last_backward_stats[0].reshape(2, 4, -1, 2)[..., 0].numpy()
+    dq_tiles = kernel.last_backward_stats[0].reshape(*layout.shape, -1, 2)[..., 0].numpy()
     assert np.array_equal(dq_tiles, partial + full)
 
 

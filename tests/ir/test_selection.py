@@ -5,7 +5,7 @@ structural layout every choice fits in."""
 import numpy as np
 import pytest
 import torch
-from oracles import SELECTIONS, pick_blocks, selection_mask
+from oracles import SELECTIONS, layout_classes, pick_blocks, selection_mask, tile_classes
 
 import attncomp as ac
 from attncomp.errors import AttncompError, CascadeError, UnsupportedError
@@ -15,23 +15,6 @@ from attncomp.ir.selection import choose, index_lists
 from attncomp.variants import REGISTRY
 
 NAMES = sorted(SELECTIONS)
-
-
-def tile_classes(pairs: torch.Tensor, bm: int, bn: int) -> np.ndarray:
-    """Tile classes (0 empty, 1 partial, 2 full) of a dense pair mask [B, H, M, N], brute force."""
-    B, H, M, N = pairs.shape
-    nq, nk = -(-M // bm), -(-N // bn)
-    out = np.zeros((B, H, nq, nk), dtype=np.int64)
-    for i in range(nq):
-        for j in range(nk):
-            tile = pairs[:, :, i * bm:(i + 1) * bm, j * bn:(j + 1) * bn].reshape(B, H, -1)
-            out[:, :, i, j] = np.where(tile.all(-1).numpy(), 2, np.where(tile.any(-1).numpy(), 1, 0))
-    return out
-
-
-def layout_classes(layout) -> np.ndarray:
-    B, H = layout.shape
-    return np.stack([np.stack([layout.class_grid(b, h) for h in range(H)]) for b in range(B)])
 
 
 def problem(name, q_len, kv_len, heads=4, seed=0, **overrides):

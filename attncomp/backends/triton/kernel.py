@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ import torch
 from ...errors import AttncompError, UnsupportedError
 from ...ir.arguments import block_shape, flag
 from ...ir.analysis import analyze, selected
+from ...ir.selection import Chooser, index_lists
 from ...ir.dtypes import refuse_unfaithful
 from ...ir.plan import Plan
 from ...ir.program import Program
@@ -25,6 +27,7 @@ from ..cache import CallCache
 from ..modules import load_module
 from ..registry import Kernel, register
 from .codegen import differentiable, generate_source
+from .grouped import fold_heads, heads_of, rows_of
 from ...ir.lowering import lower
 from .syntax import MAX_LEN
 
@@ -90,7 +93,8 @@ class TritonKernel(Kernel):
         self.source = generate_source(self.program, self.lowered)
         self._module: dict | None = None
         self.cache, self.column_cache = CallCache(), CallCache()
-        self.last_stats = None
+        self.groups: dict[int, TritonKernel | None] = {}  # group-centric kernels by query heads per KV head
+        self.last_stats = self.last_layout = None
         self.last_lse = None
 
     def module(self, device: torch.device) -> dict:
@@ -136,12 +140,7 @@ class TritonKernel(Kernel):
                                             batch=bound.sizes.get("b", 1), heads=bound.sizes.get("h", 1)),
             {sel.q: bound.inputs[sel.q], sel.k: bound.inputs[sel.k]}, bound.tensors, bound.params, self.block,
             time.perf_counter(), lists)
-        as_t = lambda a: torch.from_numpy(a.astype("int32")).to(device)
-        partial, full = layout.partial.csr(), layout.full.csr()
-        runs = layout.full
-        blocks = (as_t(partial.offsets), as_t(partial.indices), as_t(full.offsets), as_t(full.indices),
-                  as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
-        return layout, blocks, selected.chosen_lists(lists).to(device)
+        return layout, _blocks(layout, device), selected.chosen_lists(lists).to(device)
 
     def columns(self, bound, device, layout):
         """Per key block, its partial and full query blocks (the dK/dV pass walks columns):
@@ -166,15 +165,66 @@ class TritonKernel(Kernel):
             raise AttncompError(f"the Triton kernel computes index arithmetic in int32 where it is proven to fit for "
                                 f"sequences up to {MAX_LEN} tokens; got {bound.sizes['m']} x {bound.sizes['n']}",
                                 variant=self.spec.name, hint="Split the sequence or use backend='flex'")
-        if self.spec.selection is not None:
+        sel = self.spec.selection
+        if sel is not None and sel.shared and self.grouped(bound) is not None:
+            return self.run_grouped(bound)
+        if sel is not None:
             layout, blocks, chosen = self.select(bound, device)
         else:
             (layout, blocks), chosen = self.blocks(bound, device), None
         inputs = [bound.inputs[n] for n in self.lowered.inputs]
         runtime = [bound.tensors[t] for t in self.program.tensors] + ([chosen] if chosen is not None else [])
+        return self.launch(bound, layout, blocks, inputs, runtime)
+
+    def grouped(self, bound) -> TritonKernel | None:
+        """The kernel on rows of (token, head) pairs for this call's group size (NSA's
+        group-centric loading; :mod:`.grouped`), or None where it does not apply: one head per
+        KV head, inputs beyond Q, K and V, or runtime tensors sized by the query heads."""
+        sel = self.spec.selection
+        group = bound.inputs[sel.q].shape[1] // bound.inputs[sel.k].shape[1]
+        if group == 1 or set(self.lowered.inputs) != {sel.q, sel.k, self.lowered.v} or any(
+                "H" in t.dims for t in self.program.tensors.values()):
+            return None
+        if group not in self.groups:
+            folded = fold_heads(self.spec, group)
+            self.groups[group] = None if folded is None else TritonKernel(folded, self.block, count=self.count)
+        return self.groups[group]
+
+    def run_grouped(self, bound) -> torch.Tensor:
+        """Q as [B, H_kv, M * G, D]; the choice is the original heads' (shared by the group),
+        read by row r at token r // G; the output back to [B, H, M, Dv]."""
+        kernel, sel = self.grouped(bound), self.spec.selection
+        q, k = bound.inputs[sel.q], bound.inputs[sel.k]
+        B, H, M, _ = q.shape
+        group, device = H // k.shape[1], bound.device
+        chooser = Chooser(sel, q.detach(), k.detach(), bound.tensors, bound.params, self.spec.name)
+        lists: list = []
+
+        def choice(rows: torch.Tensor) -> torch.Tensor:
+            chosen = chooser(torch.div(rows, group, rounding_mode="floor"))
+            lists.append(index_lists(chosen))
+            return chosen
+        program = kernel.plan.program
+        static = analyze(replace(program, selection=None), M * group, k.shape[2], self.block, tensors=bound.tensors,
+                         batch=B, heads=k.shape[1])
+        layout = selected.combine(program, static, choice, (B, k.shape[1]), bound.params, self.block,
+                                  time.perf_counter())
+        inputs = {sel.q: rows_of(q, k.shape[1]), sel.k: k, self.lowered.v: bound.inputs[self.lowered.v]}
+        runtime = [bound.tensors[t] for t in self.program.tensors] + [selected.chosen_lists(lists).to(device)]
+        out = kernel.launch(bound, layout, _blocks(layout, device), [inputs[n] for n in kernel.lowered.inputs],
+                            runtime, owner=self)
+        self.last_stats, self.last_lse, self.last_layout = kernel.last_stats, kernel.last_lse, layout
+        return heads_of(out, H)
+
+    def launch(self, bound, layout, blocks, inputs: list, runtime: list, owner: TritonKernel | None = None
+               ) -> torch.Tensor:
+        """The forward kernel on ``layout``'s tile lists ``blocks`` (with the backward tied on
+        where an input requires grad; its stats go to ``owner``, the kernel the user called)."""
+        device = bound.device
         fn = self.module(device)["attention"]
+        self.last_layout = layout
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs + runtime):
-            return _Attention.apply(self, bound, (layout, blocks), *inputs, *runtime)
+            return _Attention.apply(self, bound, (layout, blocks, owner or self), *inputs, *runtime)
         with torch.no_grad():
             out, lse, stats = fn(*inputs, *runtime, blocks, layout_shape=layout.shape, block_m=self.block[0],
                                  block_n=self.block[1], store_lse=self.store_lse, count=self.count,
@@ -186,13 +236,21 @@ class TritonKernel(Kernel):
         return f"TritonKernel({self.spec.name}, block={self.block})"
 
 
+def _blocks(layout, device) -> tuple[torch.Tensor, ...]:
+    """A layout's tile lists and runs of full tiles, as the launch takes them."""
+    as_t = lambda a: torch.from_numpy(a.astype("int32")).to(device)  # noqa: E731
+    partial, full, runs = layout.partial.csr(), layout.full.csr(), layout.full
+    return (as_t(partial.offsets), as_t(partial.indices), as_t(full.offsets), as_t(full.indices),
+            as_t(runs.offsets), as_t(runs.start), as_t(runs.stop))
+
+
 class _Attention(torch.autograd.Function):
     """Ties the generated forward (which saves the logsumexp) to the generated backward
     kernels: dQ over rows, dK/dV over columns, captured float tensors by atomics."""
 
     @staticmethod
     def forward(ctx, kernel: TritonKernel, bound: Bound, lists: tuple, *tensors: torch.Tensor):
-        layout, blocks = lists  # the forward's: a selection stage's are this call's data's
+        layout, blocks, _ = lists  # the forward's: a selection stage's are this call's data's
         module = kernel.module(bound.device)
         q = tensors[0]
         rows = torch.empty((*q.shape[:3], 2), dtype=torch.float32, device=q.device)  # each row's max and sum
@@ -209,13 +267,13 @@ class _Attention(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         kernel, bound = ctx.kernel, ctx.bound
         *tensors, out, rows = ctx.saved_tensors
-        layout, blocks = ctx.lists
+        layout, blocks, owner = ctx.lists
         columns = kernel.columns(bound, bound.device, layout)
         with torch.no_grad():
             dq, dk, dv, captured, stats = kernel.module(bound.device)["backward"](
                 *tensors, out, rows, grad_out, blocks, columns, layout_shape=layout.shape, block_m=kernel.block[0],
                 block_n=kernel.block[1], count=kernel.count)
-        kernel.last_backward_stats = stats
+        owner.last_backward_stats = stats
         term = kernel.lowered.terms[0]
         by_name = {term.scores.q: dq, term.scores.k: dk, kernel.lowered.v: dv, **captured}
         names = kernel.lowered.inputs + list(kernel.program.tensors) + ["<chosen blocks>"] * (kernel.spec.selection

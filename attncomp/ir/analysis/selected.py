@@ -150,9 +150,15 @@ def from_data(program: Program, analyze, inputs: dict, tensors: dict, params: di
         if lists is not None:
             lists.append(index_lists(c))
         return c.repeat_interleave(group, 1) if sel.shared else c
-    static = analyze(replace(program, selection=None))
-    shape = (q.shape[0], q.shape[1])
-    some, every = chosen_tiles(choice, shape, program, params, block_shape, q.shape[2], k.shape[2])
+    return combine(program, analyze(replace(program, selection=None)), choice, (q.shape[0], q.shape[1]), params,
+                   block_shape, start)
+
+
+def combine(program: Program, static: BlockLayout, choice, shape: tuple[int, int], params: dict, block_shape,
+            start: float) -> BlockLayout:
+    """The layout of the static mask's ``static`` layout restricted to ``choice(rows)`` (bool
+    ``[B, H, rows, blocks]`` for groups ``shape``): exact for that choice."""
+    some, every = chosen_tiles(choice, shape, program, params, block_shape, static.q_len, static.kv_len)
     visited = np.union1d(_keys(static.partial, static, shape), _keys(static.full, static, shape))
     full = visited[every.reshape(-1)[visited] & np.isin(visited, _keys(static.full, static, shape))]
     partial = np.setdiff1d(visited[some.reshape(-1)[visited]], full, assume_unique=True)
