@@ -132,13 +132,24 @@ def nsa_blocks(q, k, block, top_k):
     return pick_blocks(key, top_k).repeat_interleave(H // hk, 1)
 
 
-def topk_blocks(q, k, block, top_k):
+def topk_blocks(q, k, block, top_k, query_block=1):
     """Top-k key blocks per query and head by q . mean(K_j) among blocks starting at or before
-    the query."""
+    the query; with query_block, per block of queries by their mean query, among the blocks
+    starting at or before the block's last query, shared by its rows."""
     means = torch.stack([b.mean(2) for b in _key_blocks(_heads(k, q.shape[1]), block)], 2)
-    gate = torch.einsum("bhmd,bhjd->bhmj", q, means)
     starts = torch.arange(means.shape[2]) * block
-    return pick_blocks(gate.masked_fill(starts > torch.arange(q.shape[2])[:, None], float("-inf")), top_k)
+    if query_block == 1:
+        gate = torch.einsum("bhmd,bhjd->bhmj", q, means)
+        return pick_blocks(gate.masked_fill(starts > torch.arange(q.shape[2])[:, None], float("-inf")), top_k)
+    M = q.shape[2]
+    rows = []
+    for i in range(0, M, query_block):
+        mean_q = q[:, :, i:i + query_block].mean(2)
+        last = min(M, i + query_block) - 1
+        gate = torch.einsum("bhd,bhjd->bhj", mean_q, means).masked_fill(starts > last, float("-inf"))
+        chosen = pick_blocks(gate, top_k)
+        rows += [chosen] * (min(M, i + query_block) - i)
+    return torch.stack(rows, 2)
 
 
 SELECTIONS = {"moba": (moba_blocks, "block_size"), "quest": (quest_blocks, "page_size"),
@@ -148,7 +159,8 @@ SELECTIONS = {"moba": (moba_blocks, "block_size"), "quest": (quest_blocks, "page
 def selection_mask(name, args, q, k):
     """The dense pair mask [B, H, M, N] of a selection variant on these q, k (causal inside)."""
     fn, size = SELECTIONS[name]
-    chosen = fn(q, k, args[size], args["top_k"])
+    extra = {"query_block": args["query_block"]} if args.get("query_block", 1) > 1 else {}
+    chosen = fn(q, k, args[size], args["top_k"], **extra)
     return block_keys(chosen, args[size], q.shape[2], k.shape[2])
 
 

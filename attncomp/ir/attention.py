@@ -109,14 +109,15 @@ def attention(mask=None, score=None, *, sink=None, select: Selection | None = No
 
 @api_boundary
 def selection(block, *, top_k=None, threshold=None, top_p=None, pool: str = "mean", eligible=None, forced=None,
-              shared: bool = False, normalize: bool = False) -> Selection:
+              query_block=None, shared: bool = False, normalize: bool = False) -> Selection:
     """A data-dependent choice of key blocks per query (semantics: :mod:`attncomp.ir.selection`).
 
     ``block`` keys per block; exactly one of ``top_k`` (blocks), ``threshold`` (a gate value)
     and ``top_p`` (a share of the gate mass); ``pool`` one of mean, max, bounds (Quest);
     ``eligible`` and ``forced`` are functions ``(b, h, q_idx, kv_block) -> bool`` (None:
-    every block / none); ``shared``: one choice per KV group; ``normalize``: gates as a
-    softmax over candidates (NSA). Numbers may be ``ac.param``s.
+    every block / none); ``query_block``: one choice per block of that many queries, from
+    their mean (None: per token); ``shared``: one choice per KV group; ``normalize``: gates
+    as a softmax over candidates (NSA). Numbers may be ``ac.param``s.
 
     >>> import attncomp as ac
     >>> sel = ac.selection(64, top_k=4, eligible=lambda b, h, q_idx, kv_block: kv_block * 64 <= q_idx)
@@ -140,7 +141,8 @@ def selection(block, *, top_k=None, threshold=None, top_p=None, pool: str = "mea
                             "call time")
     count, size = (lift(x) for x in (rules[rule], block))
     return Selection(rule, pool, count, size, preds[0] if preds[0] is not None else E.const(True), preds[1],
-                     shared=shared, normalize=normalize)
+                     shared=shared, normalize=normalize, query_block=lift(query_block) if query_block is not None
+                     else None)
 
 
 @api_boundary

@@ -180,7 +180,7 @@ class _Parser:
     def select(self, node: ast.AST) -> Selection:
         """``topk(mean(K), Q, k=..., block=..., eligible=..., forced=..., shared=True, normalize=True)``."""
         usage = ("a selection is RULE(POOL(K), Q, COUNT=..., block=..., eligible=..., [forced=...], "
-                 f"[shared=True], [normalize=True]) with RULE one of {', '.join(RULES)} (COUNT: "
+                 f"[query_block=...], [shared=True], [normalize=True]) with RULE one of {', '.join(RULES)} (COUNT: "
                  f"{', '.join(RULES.values())}) and POOL one of {', '.join(POOLS)}")
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in RULES
                 and len(node.args) == 2 and isinstance(node.args[0], ast.Call)
@@ -196,7 +196,7 @@ class _Parser:
                 self.implicit.append(ident)
         words = {kw.arg: kw.value for kw in node.keywords}
         count = RULES[rule]
-        allowed = {count, "block", "eligible", "forced", "shared", "normalize"}
+        allowed = {count, "block", "eligible", "forced", "query_block", "shared", "normalize"}
         if not {count, "block", "eligible"} <= set(words) or set(words) - allowed:
             raise _LineError(usage)
         flags = {}
@@ -205,8 +205,9 @@ class _Parser:
             if not (isinstance(value, ast.Constant) and isinstance(value.value, bool)):
                 raise _LineError(f"{flag}= takes True or False")
             flags[flag] = value.value
+        optional = {w: self.expr(words[w]) if w in words else None for w in ("forced", "query_block")}
         return Selection(rule, pool, self.expr(words[count]), self.expr(words["block"]), self.expr(words["eligible"]),
-                         self.expr(words["forced"]) if "forced" in words else None, q=query, k=keys, **flags)
+                         optional["forced"], q=query, k=keys, query_block=optional["query_block"], **flags)
 
     # --- expressions -----------------------------------------------------------------------
     def letters(self, node: ast.AST) -> tuple[str, ...]:

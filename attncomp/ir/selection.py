@@ -14,6 +14,9 @@ Its meaning, computed for each query ``m`` of each head ``h`` (of each KV head w
    channel's min and max (Quest).
 2. **Gate** ``g[b,h,m,j]``: ``q . pooled`` for mean and max (MoBA: no scale); for bounds
    Quest's upper bound of ``q . k`` over the block, ``sum_d max(q_d min_d, q_d max_d)``.
+   With ``query_block`` the choice is made once per block of that many queries (as in
+   SeerAttention and block-level routing): ``q`` is the mean of the block's queries and the
+   predicates below are read at its last row, which the mask then narrows row by row.
    ``normalize`` turns the gates into a softmax over the row's eligible blocks of
    ``g / sqrt(D)`` (NSA's compressed-attention scores ``p_cmp``: forced blocks that are not
    eligible, such as an incomplete own block, have no compressed token and score 0); ``shared`` sums them over the query heads
@@ -62,20 +65,21 @@ class Selection:
     normalize: bool = False
     q: str = "Q"
     k: str = "K"
+    query_block: E.Expr | None = None  # None: one choice per query token
 
     @property
     def exprs(self) -> tuple[E.Expr, ...]:
-        return (self.count, self.block, self.eligible) + ((self.forced,) if self.forced is not None else ())
+        return tuple(e for e in (self.count, self.block, self.eligible, self.forced, self.query_block)
+                     if e is not None)
 
     def substitute(self, mapping: dict[E.Expr, E.Expr]) -> Selection:
-        return replace(self, count=E.substitute(self.count, mapping), block=E.substitute(self.block, mapping),
-                       eligible=E.substitute(self.eligible, mapping),
-                       forced=E.substitute(self.forced, mapping) if self.forced is not None else None)
+        return self.map(lambda e: E.substitute(e, mapping))
 
     def map(self, fn) -> Selection:
         """The selection with ``fn`` applied to each of its expressions (a pass)."""
+        keep = lambda e: fn(e) if e is not None else None  # noqa: E731
         return replace(self, count=fn(self.count), block=fn(self.block), eligible=fn(self.eligible),
-                       forced=fn(self.forced) if self.forced is not None else None)
+                       forced=keep(self.forced), query_block=keep(self.query_block))
 
     def format(self) -> str:
         from .printer import format_expr
@@ -83,6 +87,7 @@ class Selection:
         parts = [f"{self.pool}({self.k})", self.q, f"{RULES[self.rule]}={format_expr(self.count)}",
                  f"block={format_expr(self.block)}", f"eligible={format_expr(self.eligible)}"]
         parts += [f"forced={format_expr(self.forced)}"] if self.forced is not None else []
+        parts += [f"query_block={format_expr(self.query_block)}"] if self.query_block is not None else []
         parts += ["shared=True"] * self.shared + ["normalize=True"] * self.normalize
         return f"select[b,h,m,j] = {self.rule}({', '.join(parts)})"
 
@@ -101,6 +106,20 @@ def value_of(expr: E.Expr, params: dict, what: str, variant: str) -> int | float
         return evaluate(expr, env).t.item()
     except KeyError:
         raise AttncompError(f"the selection's {what} `{expr}` has no value", variant=variant) from None
+
+
+def query_block(sel: Selection, params: dict, variant: str) -> int:
+    """Queries per choice (1: per token), checked."""
+    size = 1 if sel.query_block is None else value_of(sel.query_block, params, "query_block", variant)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise AttncompError(f"the selection's query_block must be a positive int, got {size!r}", variant=variant)
+    return size
+
+
+def deciding_rows(rows: torch.Tensor, size: int, q_len: int) -> torch.Tensor:
+    """The row whose predicates decide each row's choice: its own, or its query block's last."""
+    return rows if size == 1 else torch.clamp((torch.div(rows, size, rounding_mode="floor") + 1) * size - 1,
+                                              max=q_len - 1)
 
 
 def sizes(sel: Selection, params: dict, kv_len: int, variant: str) -> tuple[int, int | float, int]:
@@ -176,21 +195,38 @@ class Chooser:
         self.dtype = dtype or (torch.float64 if q.dtype == torch.float64 else torch.float32)
         self.block, self.count, self.nb = sizes(sel, params, k.shape[2], variant)
         self.group = q.shape[1] // k.shape[1]
+        self.size = query_block(sel, params, variant)
+        if self.size > 1:  # the mean query of each query block
+            B, H, M, D = q.shape
+            nq = -(-M // self.size)
+            padded = torch.nn.functional.pad(q.to(self.dtype), (0, 0, 0, nq * self.size - M))
+            counts = torch.clamp(M - torch.arange(nq, device=q.device) * self.size, max=self.size)
+            self.pooled_q = padded.view(B, H, nq, self.size, D).sum(3) / counts[:, None].to(self.dtype)
         low, high = pooled(sel, k, self.block, self.dtype)
         self.low = low.repeat_interleave(self.group, 1)
         self.high = high.repeat_interleave(self.group, 1) if high is not None else None
 
     @torch.no_grad()
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        rows = rows.to(self.q.device)
+        if self.size == 1:
+            return self.decide(self.q[:, :, rows].to(self.dtype), rows)
+        # one choice per query block, from the mean query of the block, made at its last row
+        blocks, inverse = torch.unique(torch.div(rows, self.size, rounding_mode="floor"), return_inverse=True)
+        chosen = self.decide(self.pooled_q[:, :, blocks], deciding_rows(blocks * self.size, self.size,
+                                                                          self.q.shape[2]))
+        return chosen[:, :, inverse]
+
+    def decide(self, qr: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The choice for queries ``qr`` ``[B, H, R, D]`` whose predicates are read at ``rows``."""
         sel, nb, count = self.sel, self.nb, self.count
         B, H, _, D = self.q.shape
-        qr = self.q[:, :, rows.to(self.q.device)].to(self.dtype)
         if sel.pool == "bounds":  # Quest: the largest q . k any key of the block can give, channel by channel
             gate = torch.maximum(qr[..., None, :] * self.low[:, :, None], qr[..., None, :] * self.high[:, :, None]).sum(-1)
         else:
             gate = torch.einsum("bhmd,bhjd->bhmj", qr, self.low)
-        eligible, forced = candidates(sel, B, 1 if sel.shared else H, rows.to(self.q.device), nb, self.tensors,
-                                      self.params, self.variant)
+        eligible, forced = candidates(sel, B, 1 if sel.shared else H, rows, nb, self.tensors, self.params,
+                                      self.variant)
         cand = eligible | forced
         gate = torch.nan_to_num(gate, nan=float("-inf"))
         scale = D ** -0.5

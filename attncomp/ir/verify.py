@@ -129,12 +129,15 @@ def _verify_selection(program: Program, decls: dict, params: dict) -> None:
     for name, letters in ((sel.q, ("b", "h", "m", "d")), (sel.k, ("b", "h", "n", "d"))):
         if inputs.get(name) != letters:
             raise _fail(program, f"the selection reads {name}, which must be an input [{','.join(letters)}]", text)
-    for what, expr in (("count", sel.count), ("block", sel.block)):
+    for what, expr in (("count", sel.count), ("block", sel.block), ("query_block", sel.query_block)):
+        if expr is None:
+            continue
         if E.letters_of(expr) or any(n.op in ("load", "ref") or n.op in E.REDUCTIONS for n in E.walk(expr)):
             raise _fail(program, f"the selection's {what} `{expr}` must be a number (a constant or a param)", text)
         _check_expr(program, expr, text, 0, decls, params)
-    if sel.block.dtype != E.INT:
-        raise _fail(program, f"the selection's block `{sel.block}` must be an int (keys per block)", text)
+    for what, expr in (("block", sel.block), ("query_block", sel.query_block)):
+        if expr is not None and expr.dtype != E.INT:
+            raise _fail(program, f"the selection's {what} `{expr}` must be an int", text)
     for what, expr in (("eligible", sel.eligible), ("forced", sel.forced)):
         if expr is None:
             continue

@@ -77,10 +77,12 @@ def quest(page_size: int = 16, top_k: int = 64):
 
 @register("topk_blocks", "F6", "generic causal top-k key blocks per query and head by a pooled-key gate",
           defaults={"block_size": 16, "top_k": 3}, cross=True)
-def topk_blocks(block_size: int = 64, top_k: int = 8, pool: str = "mean", causal: bool = True):
+def topk_blocks(block_size: int = 64, top_k: int = 8, pool: str = "mean", causal: bool = True, query_block: int = 1):
     """Per query token and head, the ``top_k`` key blocks with the highest gate (``pool`` of
     mean, max, bounds), among the blocks that start at or before the query when ``causal``
-    (which also masks future keys), else all blocks.
+    (which also masks future keys), else all blocks. With ``query_block > 1`` one choice per
+    block of that many queries, gated by their mean query and made at the block's last row
+    (block-level routing, as in SeerAttention's and MoBA's block-wise gating).
 
     >>> import attncomp as ac
     >>> print(ac.variants.topk_blocks(block_size=64, top_k=8).selection)
@@ -88,5 +90,6 @@ def topk_blocks(block_size: int = 64, top_k: int = 8, pool: str = "mean", causal
     """
     B, k = param("block", block_size), param("top_k", top_k)
     eligible = (lambda b, h, q_idx, kv_block: kv_block * B <= q_idx) if causal else None
-    sel = selection(B, top_k=k, pool=pool, eligible=eligible)
+    sel = selection(B, top_k=k, pool=pool, eligible=eligible,
+                    query_block=param("query_block", query_block) if query_block > 1 else None)
     return attention(mask=_causal if causal else None, select=sel, name="topk_blocks")

@@ -105,3 +105,13 @@ def test_non_causal_selection_without_a_mask(pool):
     for backend, options in (("reference", {}), ("triton", {"block": (16, 16)})):
         out = ac.compile(spec, backend=backend, **options)(q, k, v)
         torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_one_choice_per_query_block_on_both_backends():
+    variant = REGISTRY["topk_blocks"]
+    spec = variant.build(query_block=32)
+    q, k, v = inputs("topk_blocks", 150, 130, seed=4)
+    expected = sdpa(q, k, v, mask=selection_mask("topk_blocks", variant.arguments(query_block=32), q, k))
+    for backend, options in (("reference", {}), ("triton", {"block": (16, 16)})):
+        torch.testing.assert_close(ac.compile(spec, backend=backend, **options)(q, k, v), expected,
+                                   rtol=1e-10, atol=1e-12)

@@ -165,3 +165,26 @@ def test_structural_row_counts_equal_the_real_ones_where_exact(name, q_len, kv_l
     assert np.array_equal(np.where(low == high, real, low), low)
     if name in ("moba", "nsa_selection", "quest") and q_len == kv_len:  # top-k over whole blocks: data-free
         assert structural.exact.all()
+
+
+def test_one_choice_per_query_block():
+    """query_block: the mean query of each block chooses for all its rows, at its last row;
+    layouts and row counts against brute force, and the text round trip."""
+    spec = ac.variants.topk_blocks(block_size=16, top_k=2, query_block=32)
+    assert parse_program(str(spec), name=spec.name) == spec
+    args = {"block_size": 16, "top_k": 2, "query_block": 32}
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 4, 150, 16, generator=gen, dtype=torch.float64)
+    k = torch.randn(2, 2, 130, 16, generator=gen, dtype=torch.float64)
+    pairs = selection_mask("topk_blocks", args, q, k)
+    expected = tile_classes(pairs, 32, 16)
+    data = ac.analyze(spec, 150, 130, (32, 16), inputs={"Q": q, "K": k}, batch=2, heads=4)
+    assert (layout_classes(data) == expected).all()
+    shown = np.broadcast_to(layout_classes(ac.analyze(spec, 150, 130, (32, 16), batch=2, heads=4)), expected.shape)
+    assert ((expected == 0) | (shown > 0)).all() and ((shown != 2) | (expected == 2)).all()
+    real = brute_row_counts(pairs, 8)
+    assert np.array_equal(row_counts(spec, 150, 130, 8, batch=2, heads=4, inputs={"Q": q, "K": k}).low, real)
+    bounds = row_counts(spec, 150, 130, 8, batch=2, heads=4)
+    assert ((bounds.low <= real) & (real <= bounds.high)).all()
+    with pytest.raises(AttncompError, match="query_block must be a positive int"):
+        ac.compile(ac.variants.topk_blocks(block_size=16, query_block=2).with_params(query_block=0))(q, k, k)

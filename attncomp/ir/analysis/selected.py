@@ -20,17 +20,24 @@ import torch
 from ...errors import AttncompError
 from .. import expr as E
 from ..program import Program
-from ..selection import Chooser, candidates, index_lists, sizes
+from ..selection import Chooser, candidates, deciding_rows, index_lists, query_block, sizes
 from .density import Density
 from .layout import BlockLayout, Runs
 
 ROW_CHUNK = 1 << 22  # (query, key block) choices evaluated at once, per group
 
 
-def block_predicate(program: Program, expr: E.Expr, block: int) -> Program:
+def block_predicate(program: Program, expr: E.Expr, block: int, query_block: int, q_len: int) -> Program:
     """``program`` with its mask narrowed by a selection predicate of ``j`` read at key
-    ``n`` (``j = n // block``), and no selection: a static Program to classify."""
-    at_keys = E.substitute(expr, {E.var("j"): E.binary("floordiv", E.var("n"), E.const(block))})
+    ``n`` (``j = n // block``) and at the row that decides query ``m``'s choice (itself, or
+    its query block's last row), and no selection: a static Program to classify."""
+    m = E.var("m")
+    mapping = {E.var("j"): E.binary("floordiv", E.var("n"), E.const(block))}
+    if query_block > 1:
+        last = E.binary("add", E.binary("mul", E.binary("floordiv", m, E.const(query_block)), E.const(query_block)),
+                        E.const(query_block - 1))
+        mapping[m] = E.binary("minimum", last, E.const(q_len - 1))
+    at_keys = E.substitute(expr, mapping)
     mask = at_keys if program.mask is None else E.binary("and", program.mask, at_keys)
     return replace(program, mask=mask, selection=None)
 
@@ -67,15 +74,18 @@ def _assemble(like: BlockLayout, shape, partial_keys, full_keys, kind: str, dens
     return layout
 
 
-def sure_choice(program: Program, tensors: dict, params: dict, batch: int, heads: int, kv_len: int):
+def sure_choice(program: Program, tensors: dict, params: dict, batch: int, heads: int, q_len: int, kv_len: int):
     """The blocks chosen whatever the data: the forced ones, and for top-k every candidate of a
     row with at most k candidates (for top-p, a row's only candidate). A function of rows ->
     bool ``[batch, heads, rows, blocks]``."""
     sel = program.selection
     _, count, nb = sizes(sel, params, kv_len, program.name)
 
+    size = query_block(sel, params, program.name)
+
     def choice(rows: torch.Tensor) -> torch.Tensor:
-        eligible, forced = candidates(sel, batch, heads, rows, nb, tensors, params, program.name)
+        eligible, forced = candidates(sel, batch, heads, deciding_rows(rows, size, q_len), nb, tensors, params,
+                                      program.name)
         cand = eligible | forced
         limit = count if sel.rule == "topk" else 1 if sel.rule == "top_p" else 0
         return forced | (cand & (cand.sum(-1, keepdim=True) <= limit))
@@ -88,13 +98,14 @@ def structural(program: Program, analyze, tensors: dict, params: dict, block_sha
     exact static analysis at the problem's sizes."""
     sel = program.selection
     block, _, _ = sizes(sel, params, 1 << 30, program.name)
-    reach_pred = sel.eligible if sel.forced is None else E.binary("or", sel.eligible, sel.forced)
-    reach = analyze(block_predicate(program, reach_pred, block))
     static = analyze(replace(program, selection=None))
+    reach_pred = sel.eligible if sel.forced is None else E.binary("or", sel.eligible, sel.forced)
+    reach = analyze(block_predicate(program, reach_pred, block, query_block(sel, params, program.name),
+                                    static.q_len))
     letters = set().union(*(E.letters_of(e) for e in (sel.eligible, sel.forced) if e is not None))
     shape = tuple(max(a, b) for a, b in zip(reach.shape, static.shape))
     shape = (max(shape[0], batch if "b" in letters else 1), max(shape[1], heads if "h" in letters else 1))
-    _, every = chosen_tiles(sure_choice(program, tensors, params, shape[0], shape[1], reach.kv_len), shape,
+    _, every = chosen_tiles(sure_choice(program, tensors, params, shape[0], shape[1], reach.q_len, reach.kv_len), shape,
                             program, params, block_shape, reach.q_len, reach.kv_len)
     visited = np.union1d(_keys(reach.partial, reach, shape), _keys(reach.full, reach, shape))
     full = visited[every.reshape(-1)[visited] & np.isin(visited, _keys(static.full, static, shape))]
@@ -210,6 +221,7 @@ def row_counts(program: Program, analyze, tensors: dict, params: dict, block_n: 
     static = analyze(replace(program, selection=None), (1, block_n))
     q_len, kv_len = static.q_len, static.kv_len
     block, count, nb = sizes(sel, params, kv_len, program.name)
+    size = query_block(sel, params, program.name)
     if block % block_n:
         raise AttncompError(f"per-row tile counts need key tiles inside selection blocks: block_n={block_n} must "
                             f"divide the selection's block of {block} keys", variant=program.name)
@@ -234,7 +246,8 @@ def row_counts(program: Program, analyze, tensors: dict, params: dict, block_n: 
                 chosen = chosen.repeat_interleave(q.shape[1] // k.shape[1], 1)
             low[..., rows] = high[..., rows] = (t * chosen.cpu()).sum(-1).numpy()
             continue
-        eligible, forced = candidates(sel, shape[0], shape[1], index, nb, tensors, params, program.name)
+        eligible, forced = candidates(sel, shape[0], shape[1], deciding_rows(index, size, q_len), nb, tensors,
+                                      params, program.name)
         free = (eligible & ~forced).expand(t.shape)
         sure = (t * forced).sum(-1)
         if sel.rule != "topk":  # threshold, top-p: any number of the free candidates
