@@ -3,8 +3,9 @@
 A pair ``(m, n)`` exists when the static mask keeps it and the selection chose key block
 ``n // block`` for query ``m``. Without the data, the static reasoning still settles most
 tiles exactly (:func:`structural`): a tile no candidate block reaches is empty, a tile the
-mask fills inside blocks that are always chosen (``forced``) is full, and every other tile
-that some choice could reach is partial — a superset of the work, never an omission. With
+mask fills inside blocks chosen whatever the data (forced ones, or all of a row's
+candidates when they are no more than k) is full, and every other tile some choice could
+reach is partial — a superset of the work, never an omission. With
 the query and key inputs (:func:`from_data`) the real choice is computed (by row chunk: no
 ``[q, kv]`` mask is formed) and the tiles are classified exactly for that data.
 """
@@ -63,13 +64,17 @@ def _runs(keys: np.ndarray, rows: int, nk: int) -> Runs:
     return Runs.build(rows, keys // nk, keys % nk, keys % nk + 1)
 
 
-def _assemble(like: BlockLayout, shape, partial_keys, full_keys, kind: str, density: Density,
-              start: float, name: str) -> BlockLayout:
+def _assemble(like: BlockLayout, shape, partial_keys, full_keys, kind: str, start: float, name: str,
+              high: float | None = None) -> BlockLayout:
+    """The layout of these tiles; its mask density is a range: from the full tiles' area to
+    ``high`` (default: the visited area), the data deciding in between."""
     rows = shape[0] * shape[1] * like.num_q_blocks
     nk = like.num_kv_blocks
     layout = BlockLayout(like.q_len, like.kv_len, like.block, shape, _runs(partial_keys, rows, nk),
-                         _runs(full_keys, rows, nk), name=name, stats={"selection": kind}, selection=kind,
-                         _density=density)
+                         _runs(full_keys, rows, nk), name=name, stats={"selection": kind}, selection=kind)
+    low = layout._area(layout.full) / (layout.groups * layout.q_len * layout.kv_len)
+    high = layout.density if high is None else high
+    layout._density = Density(high, low, high, bound=True)
     layout.analysis_time_s = time.perf_counter() - start
     return layout
 
@@ -110,10 +115,7 @@ def structural(program: Program, analyze, tensors: dict, params: dict, block_sha
     visited = np.union1d(_keys(reach.partial, reach, shape), _keys(reach.full, reach, shape))
     full = visited[every.reshape(-1)[visited] & np.isin(visited, _keys(static.full, static, shape))]
     partial = np.setdiff1d(visited, full, assume_unique=True)
-    layout = _assemble(reach, shape, partial, full, "structural", None, start, program.name)
-    full_area = layout._area(layout.full) / (layout.groups * layout.q_len * layout.kv_len)
-    layout._density = Density(reach.mask_density, full_area, reach.mask_density, bound=True)
-    return layout
+    return _assemble(reach, shape, partial, full, "structural", start, program.name, high=reach.mask_density)
 
 
 def chosen_tiles(choice, shape: tuple[int, int], program: Program, params: dict, block_shape, q_len: int,
@@ -173,10 +175,7 @@ def combine(program: Program, static: BlockLayout, choice, shape: tuple[int, int
     visited = np.union1d(_keys(static.partial, static, shape), _keys(static.full, static, shape))
     full = visited[every.reshape(-1)[visited] & np.isin(visited, _keys(static.full, static, shape))]
     partial = np.setdiff1d(visited[some.reshape(-1)[visited]], full, assume_unique=True)
-    layout = _assemble(static, shape, partial, full, "data", None, start, program.name)
-    full_area = layout._area(layout.full) / (layout.groups * layout.q_len * layout.kv_len)
-    layout._density = Density(layout.density, full_area, layout.density, bound=True)
-    return layout
+    return _assemble(static, shape, partial, full, "data", start, program.name)
 
 
 def chosen_lists(lists: list) -> torch.Tensor:
