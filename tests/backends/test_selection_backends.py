@@ -115,3 +115,15 @@ def test_one_choice_per_query_block_on_both_backends():
     for backend, options in (("reference", {}), ("triton", {"block": (16, 16)})):
         torch.testing.assert_close(ac.compile(spec, backend=backend, **options)(q, k, v), expected,
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_group_centric_rows_give_the_logsumexp_per_query_head():
+    spec = REGISTRY["nsa_selection"].build()
+    q, k, v = inputs("nsa_selection", 64, 64, seed=6)
+    kernel = ac.compile(spec, backend="triton", block=(16, 16), store_lse=True)
+    kernel(q.float(), k.float(), v.float())
+    mask = selection_mask("nsa_selection", REGISTRY["nsa_selection"].arguments(), q, k)
+    s = q @ k.repeat_interleave(2, 1).transpose(-1, -2) / 4
+    expected = torch.logsumexp(s.masked_fill(~mask, float("-inf")), -1)
+    assert kernel.last_lse.shape == (2, 4, 64)
+    torch.testing.assert_close(kernel.last_lse.double(), expected, atol=2e-5, rtol=1e-5)

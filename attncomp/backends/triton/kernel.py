@@ -187,7 +187,8 @@ class TritonKernel(Kernel):
             return None
         if group not in self.groups:
             folded = fold_heads(self.spec, group)
-            self.groups[group] = None if folded is None else TritonKernel(folded, self.block, count=self.count)
+            self.groups[group] = None if folded is None else TritonKernel(folded, self.block, self.store_lse,
+                                                                          self.count)
         return self.groups[group]
 
     def run_grouped(self, bound) -> torch.Tensor:
@@ -213,7 +214,9 @@ class TritonKernel(Kernel):
         runtime = [bound.tensors[t] for t in self.program.tensors] + [selected.chosen_lists(lists).to(device)]
         out = kernel.launch(bound, layout, _blocks(layout, device), [inputs[n] for n in kernel.lowered.inputs],
                             runtime, owner=self)
-        self.last_stats, self.last_lse, self.last_layout = kernel.last_stats, kernel.last_lse, layout
+        lse = kernel.last_lse
+        self.last_stats, self.last_layout = kernel.last_stats, layout
+        self.last_lse = heads_of(lse[..., None], H)[..., 0] if lse is not None else None
         return heads_of(out, H)
 
     def launch(self, bound, layout, blocks, inputs: list, runtime: list, owner: TritonKernel | None = None
